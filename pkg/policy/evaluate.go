@@ -1,0 +1,51 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+)
+
+// Evaluate runs every check of p on in and returns the decision. It never fails:
+// anything it cannot judge is a verdict.
+func Evaluate(p *Policy, in *Input) Decision {
+	if in.OldSpec != nil && !in.Pod && equality.Semantic.DeepEqual(in.Spec, in.OldSpec) {
+		// A workload update that leaves the pod template alone (scaling, labels,
+		// status) creates no new pods and is not judged again.
+		return Decision{}
+	}
+	var ch *changes
+	if in.Pod {
+		ch = newChanges(in.OldSpec)
+	}
+	var d Decision
+	if in.Stage == StageValidate {
+		d.Verdicts = append(d.Verdicts, checkDigest(p, in, ch)...)
+	}
+	verdicts, patches := checkHardening(p, in, ch)
+	d.Verdicts = append(d.Verdicts, verdicts...)
+	d.Patches = patches
+	return d
+}
+
+// MaxMessageVerdicts bounds how many verdicts a denial message lists.
+const MaxMessageVerdicts = 10
+
+// DenialMessage renders the message a kubectl user reads when the request is denied,
+// e.g. `Deployment "web" violates bulwark policy:` followed by one line per denying
+// verdict. object describes the object (`Pod "web"`).
+func (d *Decision) DenialMessage(object string) string {
+	deny := d.ByAction(ActionDeny)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s violates bulwark policy:", object)
+	for i, v := range deny {
+		if i == MaxMessageVerdicts {
+			fmt.Fprintf(&b, "\n- … and %d more", len(deny)-i)
+			break
+		}
+		b.WriteString("\n- ")
+		b.WriteString(v.String())
+	}
+	return b.String()
+}
