@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# build-controlplane.sh builds etcd, kube-apiserver and kube-controller-manager from the
+# build-controlplane.sh builds etcd, kube-apiserver, kube-controller-manager and kubectl from the
 # Go module proxy (tools modules under hack/tools, never the product's go.mod) and caches
 # them outside the repository, keyed by version. It prints the asset directory on stdout;
 # progress goes to stderr. A second run with the binaries present returns at once.
@@ -31,4 +31,5 @@ mkdir -p "$assets"
 build etcd etcd go.etcd.io/etcd/server/v3 1
 build kube-apiserver kube k8s.io/kubernetes/cmd/kube-apiserver 8
 build kube-controller-manager kube k8s.io/kubernetes/cmd/kube-controller-manager 5
+build kubectl kube k8s.io/kubernetes/cmd/kubectl 3
 echo "$assets"

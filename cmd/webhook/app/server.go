@@ -1,0 +1,145 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/bulwark-dev/bulwark/pkg/admission"
+	"github.com/bulwark-dev/bulwark/pkg/policy"
+)
+
+// NewCommand returns the webhook's root command.
+func NewCommand() *cobra.Command {
+	o := NewOptions()
+	cmd := &cobra.Command{
+		Use:           "webhook",
+		Short:         "bulwark's admission webhook: pins images by digest and hardens pods",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := o.Config()
+			if err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), "bulwark webhook: invalid configuration:\n"+err.Error())
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			log := newLogger(cfg.LogLevel)
+			if err := Run(logr.NewContext(ctx, log), cfg, nil); err != nil {
+				log.Error(err, "Webhook failed")
+				return err
+			}
+			return nil
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func newLogger(level int) logr.Logger {
+	h := slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.Level(-level)})
+	l := logr.FromSlogHandler(h)
+	logf.SetLogger(l)
+	return l
+}
+
+// Run serves admission, health and metrics over TLS until ctx is done, then shuts
+// down gracefully. If ready is not nil it receives the listening address once the
+// server accepts connections.
+func Run(ctx context.Context, cfg *Config, ready chan<- net.Addr) error {
+	log := logr.FromContextOrDiscard(ctx)
+
+	watcher, err := certwatcher.New(cfg.CertFile, cfg.KeyFile)
+	if err != nil {
+		return fmt.Errorf("load serving certificate: %w", err)
+	}
+	watcher = watcher.WithWatchInterval(cfg.CertReload)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go func() {
+		if err := watcher.Start(watchCtx); err != nil {
+			log.Error(err, "Certificate watcher stopped")
+		}
+	}()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := admission.NewMetrics(reg)
+	var current atomic.Pointer[policy.Policy]
+	current.Store(cfg.Policy)
+	var isReady atomic.Bool
+
+	mux := http.NewServeMux()
+	mux.Handle("/mutate", admission.NewHandler(policy.StageMutate, current.Load, metrics).Webhook())
+	mux.Handle("/validate", admission.NewHandler(policy.StageValidate, current.Load, metrics).Webhook())
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		// Ready only with a policy loaded and while not shutting down.
+		if !isReady.Load() || current.Load() == nil {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    1 << 16,
+		TLSConfig:         TLSConfig(watcher.GetCertificate),
+		// HTTP/2 is off (CVE-2023-44487 and CVE-2023-39325 class attacks); the API
+		// server speaks HTTP/1.1 to webhooks.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		ErrorLog:     slog.NewLogLogger(logr.ToSlogHandler(log), slog.LevelDebug),
+		BaseContext:  func(net.Listener) context.Context { return ctx },
+	}
+	ln, err := net.Listen("tcp", cfg.BindAddress)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.BindAddress, err)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
+	isReady.Store(true)
+	log.Info("Serving", "address", ln.Addr().String())
+	if ready != nil {
+		ready <- ln.Addr()
+	}
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	isReady.Store(false)
+	log.Info("Shutting down", "timeout", cfg.ShutdownTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}

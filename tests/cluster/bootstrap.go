@@ -1,0 +1,172 @@
+package cluster
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+)
+
+// DevRole is the ClusterRole bound to Dev in a namespace: pods and workloads only.
+const DevRole = "bulwark-dev-workloads"
+
+func (c *Cluster) bootstrap(ctx context.Context) error {
+	cs, err := kubernetes.NewForConfig(c.RESTConfig(Admin))
+	if err != nil {
+		return err
+	}
+	verbs := []string{"create", "get", "list", "watch", "update", "patch", "delete"}
+	role := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: DevRole},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"pods", "pods/ephemeralcontainers", "replicationcontrollers", "podtemplates"}, Verbs: verbs},
+			{APIGroups: []string{"apps"}, Resources: []string{"deployments", "replicasets", "statefulsets", "daemonsets"}, Verbs: verbs},
+			{APIGroups: []string{"batch"}, Resources: []string{"jobs", "cronjobs"}, Verbs: verbs},
+			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"get", "list", "watch"}},
+		},
+	}
+	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	// Operators administer every namespace.
+	ops := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "bulwark-operators-admin"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "admin"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "Group", Name: "bulwark:operators"}},
+	}
+	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, ops, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return c.CreateDevNamespace(ctx, DevNamespace)
+}
+
+// CreateDevNamespace creates namespace ns, lets Dev work in it, and waits until its
+// default service account exists (pods cannot be created before).
+func (c *Cluster) CreateDevNamespace(ctx context.Context, ns string) error {
+	cs, err := kubernetes.NewForConfig(c.RESTConfig(Admin))
+	if err != nil {
+		return err
+	}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	rb := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "dev-workloads", Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: DevRole},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: Dev}},
+	}
+	if _, err := cs.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	})
+}
+
+// InstallWebhook registers bulwark's webhook configurations from manifestFile
+// (deploy/base/webhook.yaml), pointing them at baseURL (https://127.0.0.1:port)
+// with caBundle instead of the in-cluster Service. Everything else — rules,
+// namespace selector, failure policy — is the shipped configuration.
+func (c *Cluster) InstallWebhook(ctx context.Context, manifestFile, baseURL string, caBundle []byte) error {
+	mwc, vwc, err := LoadWebhookConfigurations(manifestFile)
+	if err != nil {
+		return err
+	}
+	for i := range mwc.Webhooks {
+		mwc.Webhooks[i].ClientConfig = urlConfig(baseURL, mwc.Webhooks[i].ClientConfig, caBundle)
+	}
+	for i := range vwc.Webhooks {
+		vwc.Webhooks[i].ClientConfig = urlConfig(baseURL, vwc.Webhooks[i].ClientConfig, caBundle)
+	}
+	cs, err := kubernetes.NewForConfig(c.RESTConfig(Admin))
+	if err != nil {
+		return err
+	}
+	if _, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create mutating webhook configuration: %w", err)
+	}
+	if _, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, vwc, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create validating webhook configuration: %w", err)
+	}
+	return nil
+}
+
+// UninstallWebhook removes the configurations InstallWebhook created.
+func (c *Cluster) UninstallWebhook(ctx context.Context, name string) error {
+	cs, err := kubernetes.NewForConfig(c.RESTConfig(Admin))
+	if err != nil {
+		return err
+	}
+	if err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	if err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+func urlConfig(baseURL string, in admissionregistrationv1.WebhookClientConfig, caBundle []byte) admissionregistrationv1.WebhookClientConfig {
+	path := "/"
+	if in.Service != nil && in.Service.Path != nil {
+		path = *in.Service.Path
+	}
+	return admissionregistrationv1.WebhookClientConfig{URL: ptr.To(baseURL + path), CABundle: caBundle}
+}
+
+// LoadWebhookConfigurations reads the mutating and validating configurations from a
+// multi-document YAML file.
+func LoadWebhookConfigurations(path string) (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	var mwc *admissionregistrationv1.MutatingWebhookConfiguration
+	var vwc *admissionregistrationv1.ValidatingWebhookConfiguration
+	for _, doc := range splitYAML(data) {
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", path, err)
+		}
+		switch o := obj.(type) {
+		case *admissionregistrationv1.MutatingWebhookConfiguration:
+			mwc = o
+		case *admissionregistrationv1.ValidatingWebhookConfiguration:
+			vwc = o
+		}
+	}
+	if mwc == nil || vwc == nil {
+		return nil, nil, fmt.Errorf("%s: want one mutating and one validating webhook configuration", path)
+	}
+	return mwc, vwc, nil
+}
+
+// splitYAML splits a multi-document YAML file, dropping empty documents.
+func splitYAML(data []byte) [][]byte {
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	var docs [][]byte
+	for {
+		doc, err := r.Read()
+		if err != nil {
+			return docs
+		}
+		if len(bytes.TrimSpace(doc)) > 0 && !bytes.Equal(bytes.TrimSpace(doc), []byte("---")) {
+			docs = append(docs, doc)
+		}
+	}
+}
