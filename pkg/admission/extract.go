@@ -89,7 +89,7 @@ func decodeAs[T any](parts func(*T) (*metav1.ObjectMeta, *corev1.PodSpec)) func(
 func decodeObject(gvk schema.GroupVersionKind, raw []byte) (*object, error) {
 	ks, ok := kinds[gvk]
 	if !ok {
-		return nil, fmt.Errorf("bulwark does not admit %s; remove it from the webhook's rules", gvk)
+		return nil, fmt.Errorf("bulwark does not admit %s (%s); remove it from the webhook's rules", gvk.Kind, gvk.GroupVersion())
 	}
 	if len(raw) == 0 {
 		return nil, fmt.Errorf("request has no %s object", gvk.Kind)

@@ -68,9 +68,12 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		op = policy.OperationCreate
 	case admissionv1.Update:
 		op = policy.OperationUpdate
-	default:
-		// DELETE and CONNECT start nothing new.
+	case admissionv1.Delete, admissionv1.Connect:
+		// They start nothing new.
 		return admission.Allowed(""), decisionAllowed
+	default:
+		// Fail closed: a request without a known operation is not a real review.
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("unsupported operation %q", req.Operation)), decisionError
 	}
 	if req.SubResource != "" && req.SubResource != "ephemeralcontainers" {
 		// Status and other subresources cannot change what runs.

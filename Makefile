@@ -1,0 +1,49 @@
+# bulwark — `make help` lists the targets.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO       ?= go
+BIN      ?= bin
+PKGS     := ./...
+# Where hack/build-controlplane.sh caches etcd, kube-apiserver, kube-controller-manager
+# and kubectl (outside the repository, keyed by version).
+export BULWARK_CACHE ?= $(HOME)/.cache/bulwark
+
+.PHONY: help
+help: ## List the targets.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build the webhook and tools into bin/.
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
+
+.PHONY: controlplane
+controlplane: ## Build (once) and cache the local control plane binaries.
+	@bash hack/build-controlplane.sh >/dev/null
+
+.PHONY: test
+test: controlplane ## Run every test: unit, golden, fuzz seeds, and e2e against the real kube-apiserver.
+	BULWARK_ASSETS=$$(bash hack/build-controlplane.sh) $(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+.PHONY: test-unit
+test-unit: ## Run the tests that need no control plane.
+	$(GO) test -race -short -count=1 $(PKGS)
+
+.PHONY: lint
+lint: ## gofmt, go vet and go mod tidy checks.
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) mod tidy -diff
+
+.PHONY: demo
+demo: ## Bring the gate up on a local control plane and show it admitting, mutating and denying.
+	bash hack/demo.sh up
+
+.PHONY: demo-down
+demo-down: ## Stop everything `make demo` started.
+	bash hack/demo.sh down
+
+.PHONY: bench
+bench: controlplane ## Go benchmarks and the load tool (writes .bench/; see docs/benchmarks.md).
+	bash hack/bench.sh
