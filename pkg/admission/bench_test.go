@@ -125,7 +125,7 @@ func BenchmarkHandle(b *testing.B) {
 	p := policy.Defaults()
 	for _, stage := range []policy.Stage{policy.StageValidate, policy.StageMutate} {
 		b.Run(string(stage), func(b *testing.B) {
-			h := admission.NewHandler(stage, func() *policy.Policy { return &p }, admission.NewMetrics(prometheus.NewRegistry()))
+			h := admission.NewHandler(admission.Options{Stage: stage, Policy: func() *policy.Policy { return &p }, Metrics: admission.NewMetrics(prometheus.NewRegistry())})
 			wh := h.Webhook()
 			body := benchReview(b, stage)
 			serve := func() *httptest.ResponseRecorder {

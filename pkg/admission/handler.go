@@ -9,7 +9,10 @@ import (
 
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -29,17 +32,42 @@ const (
 // maxAnnotationValue bounds each audit annotation value.
 const maxAnnotationValue = 1024
 
-// Handler admits objects in one stage (mutate or validate) under a policy.
-type Handler struct {
-	stage   policy.Stage
-	policy  func() *policy.Policy
-	metrics *Metrics
+// Options configure a Handler. Stage, Policy and Metrics are required. Without an
+// Authorizer no exemption that needs the requester's right is honoured; without a
+// Lookup namespace exemptions are not read; without Events none are recorded.
+type Options struct {
+	Stage policy.Stage
+	// Policy returns the policy in force; it is called once per request.
+	Policy     func() *policy.Policy
+	Metrics    *Metrics
+	Authorizer Authorizer
+	Lookup     Lookup
+	Events     EventRecorder
+	// GrantKey signs and verifies exemption grants (HMAC-SHA256).
+	GrantKey []byte
+	// Now defaults to time.Now.
+	Now func() time.Time
 }
 
-// NewHandler returns a handler for stage. current returns the policy in force; it is
-// called once per request so a reloaded policy applies to the next request.
-func NewHandler(stage policy.Stage, current func() *policy.Policy, m *Metrics) *Handler {
-	return &Handler{stage: stage, policy: current, metrics: m}
+// Handler admits objects in one stage (mutate or validate) under a policy.
+type Handler struct {
+	stage      policy.Stage
+	policy     func() *policy.Policy
+	metrics    *Metrics
+	authorizer Authorizer
+	lookup     Lookup
+	events     EventRecorder
+	grantKey   []byte
+	now        func() time.Time
+}
+
+// NewHandler returns a handler configured by o.
+func NewHandler(o Options) *Handler {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Handler{stage: o.Stage, policy: o.Policy, metrics: o.Metrics, authorizer: o.Authorizer,
+		lookup: o.Lookup, events: o.Events, grantKey: o.GrantKey, now: o.Now}
 }
 
 var _ admission.Handler = (*Handler)(nil)
@@ -79,8 +107,11 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		// Status and other subresources cannot change what runs.
 		return admission.Allowed(""), decisionAllowed
 	}
-
 	gvk := schema.GroupVersionKind(req.Kind)
+	if gvk == namespaceGVK {
+		return h.handleNamespace(ctx, req)
+	}
+
 	obj, err := decodeObject(gvk, req.Object.Raw)
 	if err != nil {
 		// Fail closed: what bulwark cannot read, it does not admit.
@@ -90,6 +121,8 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	if obj.spec == nil {
 		return admission.Allowed(""), decisionAllowed
 	}
+	p := h.policy()
+	now := h.now()
 	in := &policy.Input{Stage: h.stage, Operation: op, Pod: obj.pod, Spec: obj.spec, SpecPath: obj.specPath}
 	if op == policy.OperationUpdate {
 		old, err := decodeObject(gvk, req.OldObject.Raw)
@@ -99,8 +132,13 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		}
 		in.OldSpec = old.spec
 	}
+	ex := h.gatherExemptions(ctx, req, obj, p, now)
+	in.Exemptions = ex.honoured
 
-	d := policy.Evaluate(h.policy(), in)
+	d := policy.Evaluate(p, in)
+	if h.stage == policy.StageMutate {
+		d.Patches = append(d.Patches, h.grantPatch(req, obj, ex, p, now)...)
+	}
 	for _, v := range d.Verdicts {
 		h.metrics.verdicts.WithLabelValues(string(v.Check), string(v.Reason), string(v.Action)).Inc()
 	}
@@ -109,9 +147,13 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	decision := decisionAllowed
 	switch {
 	case d.Denied():
-		resp = admission.Denied(d.DenialMessage(describe(req, obj)))
+		msg := d.DenialMessage(describe(req, obj))
+		for _, r := range ex.rejections {
+			// The user reads why an exemption they meant did not help.
+			msg += "\n- " + r.String()
+		}
+		resp = admission.Denied(msg)
 		decision = decisionDenied
-		log.Info("Denied", "kind", req.Kind.Kind, "reasons", reasons(d.ByAction(policy.ActionDeny)))
 	case len(d.Patches) > 0:
 		resp = admission.Allowed("")
 		resp.Patches = make([]jsonpatch.JsonPatchOperation, len(d.Patches))
@@ -122,53 +164,106 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	default:
 		resp = admission.Allowed("")
 	}
+	if h.stage != policy.StageValidate {
+		return resp, decision
+	}
+
+	// The validating pass reports; the mutating pass would only repeat it.
+	for _, r := range ex.rejections {
+		resp.Warnings = append(resp.Warnings, "bulwark: "+r.String())
+		h.metrics.exemptions.WithLabelValues(string(r.Origin), "rejected", string(r.Cause)).Inc()
+	}
+	for _, e := range ex.honoured {
+		h.metrics.exemptions.WithLabelValues(string(e.Origin), "honoured", "").Inc()
+	}
 	for _, v := range d.ByAction(policy.ActionWarn) {
 		resp.Warnings = append(resp.Warnings, "bulwark: "+v.String())
 	}
 	if decision == decisionAllowed && len(resp.Warnings) > 0 {
 		decision = decisionWarned
 	}
-	if h.stage == policy.StageValidate {
-		resp.AuditAnnotations = auditAnnotations(decision, d.Verdicts)
+	resp.AuditAnnotations = auditAnnotations(decision, d.Verdicts, ex, obj.spec)
+	log.Info("Decision", "kind", req.Kind.Kind, "namespace", req.Namespace, "name", describeName(req, obj),
+		"user", req.UserInfo.Username, "operation", req.Operation, "dryRun", isDryRun(req),
+		"decision", decision, "annotations", resp.AuditAnnotations)
+	if !isDryRun(req) {
+		h.recordEvents(req, obj, d, ex, p, now)
 	}
 	return resp, decision
 }
 
-// auditAnnotations records the decision and, per check, what each verdict found.
-// The API server prefixes each key with the webhook's name.
-func auditAnnotations(decision string, verdicts []policy.Verdict) map[string]string {
+func isDryRun(req admission.Request) bool { return req.DryRun != nil && *req.DryRun }
+
+// auditAnnotations records the decision, per check what each verdict found, the
+// exemptions used and refused, and the images. The API server prefixes each key
+// with the webhook's name.
+func auditAnnotations(decision string, verdicts []policy.Verdict, ex exemptions, spec *corev1.PodSpec) map[string]string {
 	ann := map[string]string{"decision": decision}
-	for _, v := range verdicts {
-		key := string(v.Check)
-		entry := fmt.Sprintf("%s %s at %s", v.Action, v.Reason, v.Path)
+	add := func(key, entry string) {
 		if prev, ok := ann[key]; ok {
 			entry = prev + "; " + entry
 		}
-		if len(entry) > maxAnnotationValue {
-			entry = entry[:maxAnnotationValue-len("…")] + "…"
-		}
-		ann[key] = entry
+		ann[key] = truncate(entry, maxAnnotationValue)
 	}
+	for _, v := range verdicts {
+		add(string(v.Check), fmt.Sprintf("%s %s at %s", v.Action, v.Reason, v.Path))
+	}
+	for _, e := range ex.honoured {
+		add("exemption", exemptionSummary(e))
+	}
+	for _, r := range ex.rejections {
+		add("exemption-rejected", fmt.Sprintf("%s on the %s", r.Cause, r.Origin))
+	}
+	var images []string
+	policy.EachImage(spec, nil, func(image string, _ *field.Path) { images = append(images, image) })
+	add("images", strings.Join(images, ","))
 	return ann
+}
+
+func exemptionSummary(e *policy.Exemption) string {
+	targets := make([]string, len(e.Targets))
+	for i, t := range e.Targets {
+		targets[i] = t.String()
+	}
+	return fmt.Sprintf("%s on the %s granted by %s until %s (reason: %s)",
+		strings.Join(targets, ","), e.Origin, e.GrantedBy, e.Until.UTC().Format(time.RFC3339), e.Reason)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n-len("…")], "") + "…"
 }
 
 // describe names the object as a user knows it: `Deployment "web"`, or for a pod a
 // controller is creating, `Pod "web-7d9f8-" (generated name)`.
 func describe(req admission.Request, obj *object) string {
-	name := req.Name
-	if name == "" {
-		name = obj.meta.Name
+	if name := describeName(req, obj); name != "" || obj.meta.GenerateName == "" {
+		return fmt.Sprintf("%s %q", req.Kind.Kind, name)
 	}
-	if name == "" && obj.meta.GenerateName != "" {
-		return fmt.Sprintf("%s %q (generated name)", req.Kind.Kind, obj.meta.GenerateName)
-	}
-	return fmt.Sprintf("%s %q", req.Kind.Kind, name)
+	return fmt.Sprintf("%s %q (generated name)", req.Kind.Kind, obj.meta.GenerateName)
 }
 
-func reasons(vs []policy.Verdict) string {
-	out := make([]string, len(vs))
-	for i, v := range vs {
-		out[i] = string(v.Reason) + "@" + v.Path
+func describeName(req admission.Request, obj *object) string {
+	if req.Name != "" {
+		return req.Name
 	}
-	return strings.Join(out, ",")
+	return obj.meta.Name
+}
+
+// regarding is the object an Event is about: the object itself, or for a pod a
+// controller is creating (it has no name yet and may never be stored) its owner.
+func regarding(req admission.Request, obj *object) corev1.ObjectReference {
+	name := describeName(req, obj)
+	if owner := metav1.GetControllerOfNoCopy(obj.meta); owner != nil && name == "" {
+		return corev1.ObjectReference{APIVersion: owner.APIVersion, Kind: owner.Kind, Namespace: req.Namespace, Name: owner.Name, UID: owner.UID}
+	}
+	if name == "" {
+		name = obj.meta.GenerateName
+	}
+	return corev1.ObjectReference{
+		APIVersion: schema.GroupVersion{Group: req.Kind.Group, Version: req.Kind.Version}.String(),
+		Kind:       req.Kind.Kind, Namespace: req.Namespace, Name: name, UID: obj.meta.UID,
+	}
 }

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -10,11 +11,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 
 	"github.com/bulwark-dev/bulwark/pkg/policy"
 )
@@ -23,7 +26,17 @@ func newTestHandler(t testing.TB, stage policy.Stage) (*Handler, *Metrics) {
 	t.Helper()
 	p := policy.Defaults()
 	m := NewMetrics(prometheus.NewRegistry())
-	return NewHandler(stage, func() *policy.Policy { return &p }, m), m
+	return NewHandler(Options{Stage: stage, Policy: func() *policy.Policy { return &p }, Metrics: m,
+		Authorizer: fakeAuthorizer{"ops": true},
+		GrantKey:   []byte("golden-fixture-grant-key-32-bytes"),
+		Now:        func() time.Time { return time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC) }}), m
+}
+
+// fakeAuthorizer grants the right to exempt every check to the users it maps to true.
+type fakeAuthorizer map[string]bool
+
+func (f fakeAuthorizer) CanExempt(_ context.Context, u authenticationv1.UserInfo, _ string, _ policy.CheckID) (bool, error) {
+	return f[u.Username], nil
 }
 
 // serve posts body to h's webhook as the API server would and returns the raw

@@ -9,7 +9,10 @@ import (
 type Metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
-	verdicts *prometheus.CounterVec
+	verdicts   *prometheus.CounterVec
+	exemptions *prometheus.CounterVec
+	// EventsDropped counts Events dropped because the queue was full.
+	EventsDropped prometheus.Counter
 }
 
 // NewMetrics creates the admission metrics and registers them with reg.
@@ -29,6 +32,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Policy verdicts, by check, reason and action (deny, warn, audit).",
 		}, []string{"check", "reason", "action"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.verdicts)
+	m.exemptions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bulwark_exemptions_total",
+		Help: "Exemptions found on admitted objects, by origin (namespace, object, template), result (honoured, rejected) and cause of rejection.",
+	}, []string{"origin", "result", "cause"})
+	m.EventsDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "bulwark_events_dropped_total",
+		Help: "Kubernetes Events dropped because the event queue was full; admission never waits for Events.",
+	})
+	reg.MustRegister(m.requests, m.duration, m.verdicts, m.exemptions, m.EventsDropped)
 	return m
 }

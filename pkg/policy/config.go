@@ -4,6 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	kjson "sigs.k8s.io/json"
@@ -17,6 +21,8 @@ const (
 
 	// MaxPolicyBytes bounds the size of a policy file.
 	MaxPolicyBytes = 1 << 20
+
+	maxExemptionWindow = 366 * 24 * time.Hour
 )
 
 // Policy is the operator's configuration of every check. Defaults returns the
@@ -24,7 +30,38 @@ const (
 type Policy struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
-	Checks     Checks `json:"checks"`
+	Checks     Checks          `json:"checks"`
+	Exemptions ExemptionConfig `json:"exemptions"`
+}
+
+// ExemptionConfig governs exemptions granted through annotations.
+type ExemptionConfig struct {
+	// MaxWindow is how far ahead bulwark.dev/exempt-until may be. Default 90 days.
+	MaxWindow metav1.Duration `json:"maxWindow"`
+	// ExpiringWindow: an honoured exemption ending within it raises an
+	// ExemptionExpiring Event. Default 7 days.
+	ExpiringWindow metav1.Duration `json:"expiringWindow"`
+	// WorkloadControllers are the users that create pods and workloads on behalf
+	// of a workload; they may present the grant of the workload that owns what they
+	// create. Default: the kube-controller-manager's workload controllers.
+	WorkloadControllers []string `json:"workloadControllers"`
+}
+
+// IsWorkloadController reports whether user is one of the workload controllers.
+func (c *ExemptionConfig) IsWorkloadController(user string) bool {
+	return slices.Contains(c.WorkloadControllers, user)
+}
+
+// DefaultWorkloadControllers are the kube-controller-manager identities that create
+// ReplicaSets, Jobs and Pods for workloads (with --use-service-account-credentials).
+var DefaultWorkloadControllers = []string{
+	"system:serviceaccount:kube-system:cronjob-controller",
+	"system:serviceaccount:kube-system:daemon-set-controller",
+	"system:serviceaccount:kube-system:deployment-controller",
+	"system:serviceaccount:kube-system:job-controller",
+	"system:serviceaccount:kube-system:replicaset-controller",
+	"system:serviceaccount:kube-system:replication-controller",
+	"system:serviceaccount:kube-system:statefulset-controller",
 }
 
 // Checks holds the configuration of each check.
@@ -77,6 +114,11 @@ func Defaults() Policy {
 				TmpEmptyDir:                 false,
 			},
 		},
+		Exemptions: ExemptionConfig{
+			MaxWindow:           metav1.Duration{Duration: 90 * 24 * time.Hour},
+			ExpiringWindow:      metav1.Duration{Duration: 7 * 24 * time.Hour},
+			WorkloadControllers: slices.Clone(DefaultWorkloadControllers),
+		},
 	}
 }
 
@@ -117,6 +159,18 @@ func (p *Policy) Validate() field.ErrorList {
 	checks := field.NewPath("checks")
 	errs = append(errs, validateMode(checks.Child("digest", "mode"), p.Checks.Digest.Mode)...)
 	errs = append(errs, validateMode(checks.Child("hardening", "mode"), p.Checks.Hardening.Mode)...)
+	ex := field.NewPath("exemptions")
+	if d := p.Exemptions.MaxWindow.Duration; d <= 0 || d > maxExemptionWindow {
+		errs = append(errs, field.Invalid(ex.Child("maxWindow"), d.String(), "must be positive and at most 366 days (8784h)"))
+	}
+	if d := p.Exemptions.ExpiringWindow.Duration; d < 0 {
+		errs = append(errs, field.Invalid(ex.Child("expiringWindow"), d.String(), "must not be negative"))
+	}
+	for i, u := range p.Exemptions.WorkloadControllers {
+		if strings.TrimSpace(u) == "" {
+			errs = append(errs, field.Required(ex.Child("workloadControllers").Index(i), "a user name"))
+		}
+	}
 	return errs
 }
 

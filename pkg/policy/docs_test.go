@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"os"
 	"reflect"
 	"strings"
@@ -33,7 +34,7 @@ func collectPaths(typ reflect.Type, prefix string, out *[]string) {
 		if name == "" || name == "-" {
 			continue
 		}
-		if f.Type.Kind() == reflect.Struct {
+		if f.Type.Kind() == reflect.Struct && !f.Type.Implements(reflect.TypeFor[json.Marshaler]()) && !reflect.PointerTo(f.Type).Implements(reflect.TypeFor[json.Marshaler]()) {
 			collectPaths(f.Type, prefix+name+".", out)
 			continue
 		}

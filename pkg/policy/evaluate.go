@@ -26,7 +26,24 @@ func Evaluate(p *Policy, in *Input) Decision {
 	verdicts, patches := checkHardening(p, in, ch)
 	d.Verdicts = append(d.Verdicts, verdicts...)
 	d.Patches = patches
+	applyExemptions(d.Verdicts, in.Exemptions)
 	return d
+}
+
+// applyExemptions turns each verdict an honoured exemption covers into an exempt
+// one. Audit-only verdicts stay audit: an exemption never hides a record.
+func applyExemptions(vs []Verdict, exemptions []*Exemption) {
+	for i := range vs {
+		if vs[i].Action == ActionAudit {
+			continue
+		}
+		for _, e := range exemptions {
+			if e.Covers(vs[i].Check, vs[i].Finding) {
+				vs[i].Action, vs[i].Exemption = ActionExempt, e
+				break
+			}
+		}
+	}
 }
 
 // MaxMessageVerdicts bounds how many verdicts a denial message lists.

@@ -40,6 +40,8 @@ type Input struct {
 	OldSpec *corev1.PodSpec
 	// SpecPath is where Spec sits in the object, e.g. spec.template.spec.
 	SpecPath *field.Path
+	// Exemptions are the honoured exemptions that apply to the object.
+	Exemptions []*Exemption
 }
 
 // Container lists of a PodSpec, by JSON name.

@@ -35,6 +35,9 @@ const (
 	ActionDeny  Action = "deny"
 	ActionWarn  Action = "warn"
 	ActionAudit Action = "audit"
+	// ActionExempt: the finding would have had another action, but an honoured
+	// exemption covers it. It is recorded, never enforced.
+	ActionExempt Action = "exempt"
 )
 
 func actionFor(m Mode) Action {
@@ -86,6 +89,11 @@ type Verdict struct {
 	Path string
 	// Detail is the offending value and how to fix it.
 	Detail string
+	// Finding identifies a single finding of the check (a CVE id), if any.
+	Finding string
+	// Exemption is the honoured exemption that covers the verdict, when Action is
+	// ActionExempt.
+	Exemption *Exemption
 }
 
 // String renders v the way a user reads it in a denial message or warning.

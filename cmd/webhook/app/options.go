@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/bulwark-dev/bulwark/pkg/policy"
 )
@@ -23,6 +25,10 @@ const (
 	DefaultKeyFile         = "/etc/bulwark/tls/tls.key"
 	DefaultCertReload      = 10 * time.Second
 	DefaultShutdownTimeout = 25 * time.Second
+	DefaultEventQueueSize  = 1000
+
+	// minGrantKeyBytes is the shortest accepted HMAC key for exemption grants.
+	minGrantKeyBytes = 32
 )
 
 // Options are the webhook's command-line flags.
@@ -34,6 +40,9 @@ type Options struct {
 	CertReload      time.Duration
 	ShutdownTimeout time.Duration
 	LogLevel        int
+	Kubeconfig      string
+	GrantKeyFile    string
+	EventQueueSize  int
 }
 
 // NewOptions returns Options holding the defaults.
@@ -45,6 +54,7 @@ func NewOptions() *Options {
 		KeyFile:         DefaultKeyFile,
 		CertReload:      DefaultCertReload,
 		ShutdownTimeout: DefaultShutdownTimeout,
+		EventQueueSize:  DefaultEventQueueSize,
 	}
 }
 
@@ -56,7 +66,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.KeyFile, "tls-key-file", o.KeyFile, "serving key (PEM); reloaded when it changes on disk")
 	fs.DurationVar(&o.CertReload, "cert-reload-interval", o.CertReload, "how often the certificate files are re-read, besides file-change notifications")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long in-flight requests may take to finish after SIGTERM")
-	fs.IntVar(&o.LogLevel, "v", o.LogLevel, "log verbosity; 1 also logs admitted requests")
+	fs.IntVar(&o.LogLevel, "v", o.LogLevel, "log verbosity")
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig for bulwark's own API access (access reviews, namespaces, Events); empty: in-cluster configuration, or none outside a cluster")
+	fs.StringVar(&o.GrantKeyFile, "grant-key-file", o.GrantKeyFile, "file holding the HMAC key (at least 32 bytes) that signs exemption grants, e.g. mounted from a Secret; without it, pods made by controllers cannot inherit exemptions")
+	fs.IntVar(&o.EventQueueSize, "event-queue-size", o.EventQueueSize, "Events waiting to be sent; more are dropped and counted in bulwark_events_dropped_total")
 }
 
 // Config is validated configuration, ready for Run.
@@ -68,6 +81,11 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	LogLevel        int
 	Policy          *policy.Policy
+	// Kube is bulwark's own API access; nil: exemptions that need a permission
+	// check are refused and no Events are recorded.
+	Kube           *rest.Config
+	GrantKey       []byte
+	EventQueueSize int
 }
 
 // Config validates o, loads the policy and returns the configuration. Every error
@@ -92,6 +110,23 @@ func (o *Options) Config() (*Config, error) {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("--policy %s: %w", o.PolicyFile, err))
 	}
+	if o.EventQueueSize < 1 {
+		errs = append(errs, fmt.Errorf("--event-queue-size: must be at least 1, got %d", o.EventQueueSize))
+	}
+	kube, err := kubeConfig(o.Kubeconfig)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--kubeconfig: %w", err))
+	}
+	var key []byte
+	if o.GrantKeyFile != "" {
+		key, err = os.ReadFile(o.GrantKeyFile)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("--grant-key-file: %w", err))
+		case len(key) < minGrantKeyBytes:
+			errs = append(errs, fmt.Errorf("--grant-key-file: key is %d bytes, want at least %d", len(key), minGrantKeyBytes))
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -103,7 +138,23 @@ func (o *Options) Config() (*Config, error) {
 		ShutdownTimeout: o.ShutdownTimeout,
 		LogLevel:        o.LogLevel,
 		Policy:          p,
+		Kube:            kube,
+		GrantKey:        key,
+		EventQueueSize:  o.EventQueueSize,
 	}, nil
+}
+
+// kubeConfig loads path, or the in-cluster configuration when path is empty; outside
+// a cluster with no path it returns nil.
+func kubeConfig(path string) (*rest.Config, error) {
+	if path != "" {
+		return clientcmd.BuildConfigFromFlags("", path)
+	}
+	cfg, err := rest.InClusterConfig()
+	if errors.Is(err, rest.ErrNotInCluster) {
+		return nil, nil
+	}
+	return cfg, err
 }
 
 func loadPolicy(path string) (*policy.Policy, error) {

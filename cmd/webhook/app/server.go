@@ -12,16 +12,20 @@ import (
 	"os/signal"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/bulwark-dev/bulwark/pkg/admission"
+	"github.com/bulwark-dev/bulwark/pkg/kube"
 	"github.com/bulwark-dev/bulwark/pkg/policy"
 )
 
@@ -86,14 +90,39 @@ func Run(ctx context.Context, cfg *Config, ready chan<- net.Addr) error {
 	current.Store(cfg.Policy)
 	var isReady atomic.Bool
 
+	opts := admission.Options{Policy: current.Load, Metrics: metrics, GrantKey: cfg.GrantKey}
+	synced := func() bool { return true }
+	if cfg.Kube != nil {
+		client, err := kubernetes.NewForConfig(cfg.Kube)
+		if err != nil {
+			return fmt.Errorf("API client: %w", err)
+		}
+		factory := informers.NewSharedInformerFactory(client, 10*time.Minute)
+		lookup := kube.NewLookup(client, factory)
+		factory.Start(ctx.Done())
+		defer factory.Shutdown()
+		events := kube.NewEventQueue(client, cfg.EventQueueSize, metrics.EventsDropped)
+		go events.Run(ctx)
+		opts.Authorizer, opts.Lookup, opts.Events = kube.NewAuthorizer(client), lookup, events
+		synced = lookup.HasSynced
+	} else {
+		log.Info("No API server access: exemptions that need a permission check are refused, namespace exemptions are not read, no Events are recorded")
+	}
+	if len(cfg.GrantKey) == 0 {
+		log.Info("No grant key: pods made by controllers cannot inherit exemptions")
+	}
+	mutate, validate := opts, opts
+	mutate.Stage, validate.Stage = policy.StageMutate, policy.StageValidate
+
 	mux := http.NewServeMux()
-	mux.Handle("/mutate", admission.NewHandler(policy.StageMutate, current.Load, metrics).Webhook())
-	mux.Handle("/validate", admission.NewHandler(policy.StageValidate, current.Load, metrics).Webhook())
+	mux.Handle("/mutate", admission.NewHandler(mutate).Webhook())
+	mux.Handle("/validate", admission.NewHandler(validate).Webhook())
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		// Ready only with a policy loaded and while not shutting down.
-		if !isReady.Load() || current.Load() == nil {
+		// Ready only with a policy loaded, the namespace cache filled, and while not
+		// shutting down.
+		if !isReady.Load() || current.Load() == nil || !synced() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -90,7 +91,7 @@ func TestShippedPolicyIsTheDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *p != policy.Defaults() {
+	if !reflect.DeepEqual(*p, policy.Defaults()) {
 		t.Errorf("deploy/base/policy.yaml = %+v, want the documented defaults %+v", *p, policy.Defaults())
 	}
 }

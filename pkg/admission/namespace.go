@@ -1,0 +1,68 @@
+package admission
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	corev1 "k8s.io/api/core/v1"
+	kjson "sigs.k8s.io/json"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/bulwark-dev/bulwark/pkg/policy"
+)
+
+var namespaceGVK = corev1.SchemeGroupVersion.WithKind("Namespace")
+
+// handleNamespace guards exemption annotations on Namespaces: whoever adds or
+// changes them must hold the right to grant every check they name in that
+// namespace, and they must be well formed. Everything else about a Namespace is
+// none of bulwark's business.
+func (h *Handler) handleNamespace(ctx context.Context, req admission.Request) (admission.Response, string) {
+	var ns, old corev1.Namespace
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(req.Object.Raw, &ns); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode Namespace: %w", err)), decisionError
+	}
+	if req.Operation == "UPDATE" {
+		if err := kjson.UnmarshalCaseSensitivePreserveInts(req.OldObject.Raw, &old); err != nil {
+			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode old Namespace: %w", err)), decisionError
+		}
+	}
+	if h.stage != policy.StageValidate || !policy.HasExemption(ns.Annotations) || sameExemption(ns.Annotations, old.Annotations) {
+		return admission.Allowed(""), decisionAllowed
+	}
+	p := h.policy()
+	deny := func(msg string) (admission.Response, string) {
+		resp := admission.Denied(fmt.Sprintf("Namespace %q: %s", ns.Name, msg))
+		resp.AuditAnnotations = map[string]string{"decision": decisionDenied, "exemption-rejected": truncate(msg, maxAnnotationValue)}
+		h.metrics.exemptions.WithLabelValues(string(policy.OriginNamespace), "rejected", "").Inc()
+		return resp, decisionDenied
+	}
+	e, rej := policy.ParseExemption(ns.Annotations, policy.OriginNamespace, h.now(), &p.Exemptions)
+	if rej != nil {
+		return deny(rej.Message)
+	}
+	// The namespace a right is checked in is the one being annotated.
+	nsReq := req
+	nsReq.Namespace = ns.Name
+	ok, err := h.canExemptAll(ctx, nsReq, e.Checks())
+	if err != nil {
+		return deny(err.Error())
+	}
+	if !ok {
+		return deny(policy.Unauthorized(e, req.UserInfo.Username, ns.Name).Message)
+	}
+	resp := admission.Allowed("")
+	e.GrantedBy = req.UserInfo.Username
+	resp.AuditAnnotations = map[string]string{"decision": decisionAllowed, "exemption": truncate(exemptionSummary(e), maxAnnotationValue)}
+	return resp, decisionAllowed
+}
+
+func sameExemption(a, b map[string]string) bool {
+	for _, k := range []string{policy.AnnotationExempt, policy.AnnotationExemptReason, policy.AnnotationExemptUntil} {
+		if a[k] != b[k] {
+			return false
+		}
+	}
+	return true
+}
