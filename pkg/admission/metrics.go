@@ -7,8 +7,8 @@ import (
 // Metrics are the admission metrics. Labels are bounded: stages, kinds, operations,
 // decisions, check ids, reasons and actions are fixed sets.
 type Metrics struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	requests   *prometheus.CounterVec
+	duration   *prometheus.HistogramVec
 	verdicts   *prometheus.CounterVec
 	exemptions *prometheus.CounterVec
 	// EventsDropped counts Events dropped because the queue was full.

@@ -6,8 +6,8 @@ import (
 	"net/http"
 
 	corev1 "k8s.io/api/core/v1"
-	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	kjson "sigs.k8s.io/json"
 
 	"github.com/bulwark-dev/bulwark/pkg/policy"
 )

@@ -28,8 +28,8 @@ const (
 // Policy is the operator's configuration of every check. Defaults returns the
 // documented defaults; a policy file only needs the fields it changes.
 type Policy struct {
-	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
+	APIVersion string          `json:"apiVersion"`
+	Kind       string          `json:"kind"`
 	Checks     Checks          `json:"checks"`
 	Exemptions ExemptionConfig `json:"exemptions"`
 }

@@ -193,7 +193,7 @@ func TestHonour(t *testing.T) {
 		wantBy  string
 		wantMsg string
 	}{
-		"namespace exemption": {origin: OriginNamespace, facts: ExemptionFacts{Namespace: "team-a", Requester: "dev"}, wantBy: "namespace team-a"},
+		"namespace exemption":  {origin: OriginNamespace, facts: ExemptionFacts{Namespace: "team-a", Requester: "dev"}, wantBy: "namespace team-a"},
 		"authorised requester": {origin: OriginTemplate, facts: ExemptionFacts{Namespace: "team-a", Requester: "ops", Authorized: true}, wantBy: "ops"},
 		"controller with a valid grant": {
 			origin: OriginTemplate, facts: ExemptionFacts{Namespace: "team-a", Requester: rsController, GrantedBy: "ops"}, wantBy: "ops",
