@@ -14,11 +14,11 @@ import (
 
 // recordEvents records what an auditor needs to see of a decision: the denial,
 // each honoured exemption (and whether it ends soon), each refused exemption.
-func (h *Handler) recordEvents(req admission.Request, obj *object, d policy.Decision, ex exemptions, p *policy.Policy, now time.Time) {
+func (h *Handler) recordEvents(req admission.Request, obj *object, d policy.Decision, ex exemptions, p *policy.Policy, now time.Time, denied bool) {
 	if h.events == nil {
 		return
 	}
-	ref := regarding(req, obj)
+	ref := regarding(req, obj, denied)
 	emit := func(typ, reason, note string) {
 		h.events.Record(Event{Regarding: ref, Type: typ, Reason: reason, Action: "Admission", Note: eventNote(note)})
 	}

@@ -150,7 +150,7 @@ func (h *Handler) grantSubject(ctx context.Context, namespace string, obj *objec
 // right grant: signed for an exemption the requester may grant, kept when it still
 // verifies for this workload, left alone on a controller's request, and removed
 // otherwise, so no request passes on a grant it did not earn.
-func (h *Handler) grantPatch(req admission.Request, obj *object, ex exemptions, p *policy.Policy, now time.Time) []policy.Patch {
+func (h *Handler) grantPatch(req admission.Request, obj *object, ex exemptions, p *policy.Policy) []policy.Patch {
 	meta := obj.meta
 	pointer := templateMetaPointer[obj.kind]
 	if obj.pod {
@@ -169,10 +169,10 @@ func (h *Handler) grantPatch(req admission.Request, obj *object, ex exemptions, 
 	case !obj.pod && ex.template != nil && obj.meta.Name != "" && len(h.grantKey) > 0:
 		want = policy.SignGrant(h.grantKey, subject, ex.template, req.UserInfo.Username)
 	case has && !obj.pod && len(h.grantKey) > 0:
-		if e, rej := policy.ParseExemption(meta.Annotations, policy.OriginTemplate, now, &p.Exemptions); rej == nil && e != nil {
-			if _, err := policy.VerifyGrant(h.grantKey, subject, e, present); err == nil {
-				want = present
-			}
+		// Kept while it matches this workload and exemption, even expired: removing
+		// it would change the pod template and roll the workload out.
+		if _, err := policy.VerifyGrantAnnotations(h.grantKey, subject, meta.Annotations, present); err == nil {
+			want = present
 		}
 	}
 	key := pointer + "/annotations/" + strings.ReplaceAll(policy.AnnotationExemptGrant, "/", "~1")

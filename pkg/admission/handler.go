@@ -131,22 +131,27 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 			return admission.Errored(http.StatusBadRequest, fmt.Errorf("old object: %w", err)), decisionError
 		}
 		in.OldSpec = old.spec
+		in.ExemptionsChanged = exemptionAnnotationsDiffer(obj, old)
+	}
+	if !policy.NeedsJudgement(in) {
+		return admission.Allowed(""), decisionAllowed
 	}
 	ex := h.gatherExemptions(ctx, req, obj, p, now)
 	in.Exemptions = ex.honoured
 
 	d := policy.Evaluate(p, in)
 	if h.stage == policy.StageMutate {
-		d.Patches = append(d.Patches, h.grantPatch(req, obj, ex, p, now)...)
+		d.Patches = append(d.Patches, h.grantPatch(req, obj, ex, p)...)
 	}
 	for _, v := range d.Verdicts {
 		h.metrics.verdicts.WithLabelValues(string(v.Check), string(v.Reason), string(v.Action)).Inc()
 	}
 
 	var resp admission.Response
-	decision := decisionAllowed
+	decision, denied := decisionAllowed, false
 	switch {
 	case d.Denied():
+		denied = true
 		msg := d.DenialMessage(describe(req, obj))
 		for _, r := range ex.rejections {
 			// The user reads why an exemption they meant did not help.
@@ -187,7 +192,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		"user", req.UserInfo.Username, "operation", req.Operation, "dryRun", isDryRun(req),
 		"decision", decision, "annotations", resp.AuditAnnotations)
 	if !isDryRun(req) {
-		h.recordEvents(req, obj, d, ex, p, now)
+		h.recordEvents(req, obj, d, ex, p, now, denied)
 	}
 	return resp, decision
 }
@@ -253,10 +258,11 @@ func describeName(req admission.Request, obj *object) string {
 }
 
 // regarding is the object an Event is about: the object itself, or for a pod a
-// controller is creating (it has no name yet and may never be stored) its owner.
-func regarding(req admission.Request, obj *object) corev1.ObjectReference {
+// controller made that is denied, and so never stored, its owner, where the
+// controller's own events already are.
+func regarding(req admission.Request, obj *object, denied bool) corev1.ObjectReference {
 	name := describeName(req, obj)
-	if owner := metav1.GetControllerOfNoCopy(obj.meta); owner != nil && name == "" {
+	if owner := metav1.GetControllerOfNoCopy(obj.meta); owner != nil && obj.pod && (denied || name == "") {
 		return corev1.ObjectReference{APIVersion: owner.APIVersion, Kind: owner.Kind, Namespace: req.Namespace, Name: owner.Name, UID: owner.UID}
 	}
 	if name == "" {
@@ -266,4 +272,22 @@ func regarding(req admission.Request, obj *object) corev1.ObjectReference {
 		APIVersion: schema.GroupVersion{Group: req.Kind.Group, Version: req.Kind.Version}.String(),
 		Kind:       req.Kind.Kind, Namespace: req.Namespace, Name: name, UID: obj.meta.UID,
 	}
+}
+
+// exemptionAnnotationsDiffer reports whether an update changes the exemption
+// annotations or the grant of the object or its pod template.
+func exemptionAnnotationsDiffer(obj, old *object) bool {
+	keys := []string{policy.AnnotationExempt, policy.AnnotationExemptReason, policy.AnnotationExemptUntil, policy.AnnotationExemptGrant}
+	differ := func(a, b *metav1.ObjectMeta) bool {
+		for _, k := range keys {
+			if a == nil || b == nil {
+				return a != b
+			}
+			if a.Annotations[k] != b.Annotations[k] {
+				return true
+			}
+		}
+		return false
+	}
+	return differ(obj.meta, old.meta) || differ(obj.template, old.template)
 }

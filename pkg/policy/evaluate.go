@@ -4,15 +4,12 @@ import (
 	"fmt"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/api/equality"
 )
 
 // Evaluate runs every check of p on in and returns the decision. It never fails:
 // anything it cannot judge is a verdict.
 func Evaluate(p *Policy, in *Input) Decision {
-	if in.OldSpec != nil && !in.Pod && equality.Semantic.DeepEqual(in.Spec, in.OldSpec) {
-		// A workload update that leaves the pod template alone (scaling, labels,
-		// status) creates no new pods and is not judged again.
+	if !NeedsJudgement(in) {
 		return Decision{}
 	}
 	var ch *changes

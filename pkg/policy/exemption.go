@@ -249,12 +249,22 @@ const grantVersion = "v1"
 // subject and to the user who granted it, with an HMAC-SHA256 under key.
 func SignGrant(key []byte, subject GrantSubject, e *Exemption, grantedBy string) string {
 	return grantVersion + "." + base64.RawURLEncoding.EncodeToString([]byte(grantedBy)) + "." +
-		base64.RawURLEncoding.EncodeToString(grantMAC(key, subject, e, grantedBy))
+		base64.RawURLEncoding.EncodeToString(grantMAC(key, subject, e.raw, grantedBy))
 }
 
 // VerifyGrant checks a grant value against subject and e, and returns who granted
 // it. Any edit of the exemption, another namespace or another workload fails.
 func VerifyGrant(key []byte, subject GrantSubject, e *Exemption, value string) (string, error) {
+	return verifyGrant(key, subject, e.raw, value)
+}
+
+// VerifyGrantAnnotations is VerifyGrant for the exemption annotations of ann as
+// they are, valid or not (an expired exemption's grant still verifies).
+func VerifyGrantAnnotations(key []byte, subject GrantSubject, ann map[string]string, value string) (string, error) {
+	return verifyGrant(key, subject, [3]string{ann[AnnotationExempt], ann[AnnotationExemptReason], ann[AnnotationExemptUntil]}, value)
+}
+
+func verifyGrant(key []byte, subject GrantSubject, raw [3]string, value string) (string, error) {
 	parts := strings.Split(value, ".")
 	if len(parts) != 3 || parts[0] != grantVersion {
 		return "", errors.New("grant is not in bulwark's format")
@@ -267,16 +277,16 @@ func VerifyGrant(key []byte, subject GrantSubject, e *Exemption, value string) (
 	if err != nil {
 		return "", errors.New("grant is not in bulwark's format")
 	}
-	if !hmac.Equal(mac, grantMAC(key, subject, e, string(by))) {
+	if !hmac.Equal(mac, grantMAC(key, subject, raw, string(by))) {
 		return "", fmt.Errorf("grant does not match this exemption for %s", subject)
 	}
 	return string(by), nil
 }
 
-func grantMAC(key []byte, subject GrantSubject, e *Exemption, grantedBy string) []byte {
+func grantMAC(key []byte, subject GrantSubject, raw [3]string, grantedBy string) []byte {
 	m := hmac.New(sha256.New, key)
 	// Length-prefixed fields, so no two different inputs share an encoding.
-	for _, f := range []string{grantVersion, subject.Namespace, subject.Kind, subject.Name, e.raw[0], e.raw[1], e.raw[2], grantedBy} {
+	for _, f := range []string{grantVersion, subject.Namespace, subject.Kind, subject.Name, raw[0], raw[1], raw[2], grantedBy} {
 		fmt.Fprintf(m, "%d:%s;", len(f), f)
 	}
 	return m.Sum(nil)

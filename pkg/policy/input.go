@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -42,6 +43,16 @@ type Input struct {
 	SpecPath *field.Path
 	// Exemptions are the honoured exemptions that apply to the object.
 	Exemptions []*Exemption
+	// ExemptionsChanged is true when an UPDATE changes the object's exemption
+	// annotations (or its grant).
+	ExemptionsChanged bool
+}
+
+// NeedsJudgement reports whether the object must be judged at all: a workload
+// update that leaves its pod template and its exemptions alone (scaling, labels)
+// creates no new pods and is not judged again.
+func NeedsJudgement(in *Input) bool {
+	return in.OldSpec == nil || in.Pod || in.ExemptionsChanged || !equality.Semantic.DeepEqual(in.Spec, in.OldSpec)
 }
 
 // Container lists of a PodSpec, by JSON name.

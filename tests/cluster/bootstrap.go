@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -51,7 +52,105 @@ func (c *Cluster) bootstrap(ctx context.Context) error {
 	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, ops, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
+	// Operators also annotate namespaces (namespace-wide exemptions).
+	nsEditor := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "bulwark-namespace-editor"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch", "update", "patch"}}},
+	}
+	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, nsEditor, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	opsNS := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "bulwark-operators-namespaces"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: nsEditor.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "Group", Name: "bulwark:operators"}},
+	}
+	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, opsNS, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	if err := c.applyBulwarkRBAC(ctx, cs); err != nil {
+		return err
+	}
+	// "admin" is an aggregated role: the controller manager fills in its rules
+	// shortly after start. Operators cannot work before.
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		admin, err := cs.RbacV1().ClusterRoles().Get(ctx, "admin", metav1.GetOptions{})
+		return err == nil && len(admin.Rules) > 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("aggregated ClusterRole admin never got its rules: %w", err)
+	}
 	return c.CreateDevNamespace(ctx, DevNamespace)
+}
+
+// BulwarkRBACFile is the webhook's ClusterRole, relative to the repository root.
+const BulwarkRBACFile = "deploy/base/rbac.yaml"
+
+// applyBulwarkRBAC binds the Bulwark user to the shipped ClusterRole, so tests run
+// the webhook with exactly the rights a deployment gives it.
+func (c *Cluster) applyBulwarkRBAC(ctx context.Context, cs kubernetes.Interface) error {
+	data, err := os.ReadFile(filepath.Join(repoRoot(), BulwarkRBACFile))
+	if err != nil {
+		return err
+	}
+	for _, doc := range splitYAML(data) {
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
+		if err != nil {
+			return fmt.Errorf("%s: %w", BulwarkRBACFile, err)
+		}
+		role, ok := obj.(*rbacv1.ClusterRole)
+		if !ok {
+			continue
+		}
+		if _, err := cs.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+		binding := &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: role.Name + "-dev-user"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: Bulwark}},
+		}
+		if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// repoRoot finds the repository root from this source file's directory or the
+// working directory (tests run in their package directory).
+func repoRoot() string {
+	dir, _ := os.Getwd()
+	for d := dir; d != "/"; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+	}
+	return dir
+}
+
+// GrantExempt lets user grant exemptions from checks in namespace ns, with a Role
+// and RoleBinding, as an operator would.
+func (c *Cluster) GrantExempt(ctx context.Context, ns, user string, checks ...string) error {
+	cs, err := kubernetes.NewForConfig(c.RESTConfig(Admin))
+	if err != nil {
+		return err
+	}
+	name := "bulwark-exempt-" + user
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"bulwark.dev"}, Resources: []string{"exemptions"}, Verbs: []string{"exempt"}, ResourceNames: checks}},
+	}
+	if _, err := cs.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	rb := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: user}},
+	}
+	_, err = cs.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{})
+	return err
 }
 
 // CreateDevNamespace creates namespace ns, lets Dev work in it, and waits until its
@@ -169,4 +268,27 @@ func splitYAML(data []byte) [][]byte {
 			docs = append(docs, doc)
 		}
 	}
+}
+
+// AllowNamespaceEdit lets user update the namespace ns itself (its annotations).
+func (c *Cluster) AllowNamespaceEdit(ctx context.Context, ns, user string) error {
+	cs, err := kubernetes.NewForConfig(c.RESTConfig(Admin))
+	if err != nil {
+		return err
+	}
+	name := "namespace-edit-" + ns + "-" + user
+	role := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"namespaces"}, ResourceNames: []string{ns}, Verbs: []string{"get", "update", "patch"}}},
+	}
+	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: user}},
+	}
+	_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{})
+	return err
 }

@@ -44,6 +44,9 @@ const (
 	Ops = "ops"
 	// DevNamespace is the namespace Dev works in.
 	DevNamespace = "team-a"
+	// Bulwark is the webhook's own identity, bound to deploy/base/rbac.yaml's
+	// least-privilege ClusterRole.
+	Bulwark = "bulwark"
 
 	controllerManagerUser = "system:kube-controller-manager"
 	startTimeout          = 90 * time.Second
@@ -82,7 +85,14 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		o.Assets = os.Getenv(AssetsEnv)
 	}
 	if o.Assets == "" {
-		return nil, fmt.Errorf("no control plane binaries: set %s (hack/build-controlplane.sh prints the directory)", AssetsEnv)
+		// Build or find the cached binaries; quick once they are cached.
+		cmd := exec.CommandContext(ctx, "bash", filepath.Join(repoRoot(), "hack", "build-controlplane.sh"))
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return nil, fmt.Errorf("no control plane binaries: set %s or run hack/build-controlplane.sh: %w", AssetsEnv, err)
+		}
+		o.Assets = strings.TrimSpace(string(out))
 	}
 	for _, bin := range []string{"etcd", "kube-apiserver", "kube-controller-manager"} {
 		if _, err := os.Stat(filepath.Join(o.Assets, bin)); err != nil {
@@ -215,6 +225,7 @@ func (c *Cluster) writeFiles() error {
 		{Admin, "system:masters"},
 		{Dev, "developers"},
 		{Ops, "bulwark:operators"},
+		{Bulwark, ""},
 		{controllerManagerUser, ""},
 	} {
 		tok, err := randomToken()
@@ -382,8 +393,8 @@ func (c *Cluster) WriteKubeconfig(path, user string) error {
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["bulwark-dev"] = &clientcmdapi.Cluster{Server: c.URL, CertificateAuthorityData: c.CA.CertPEM}
 	users := []string{Admin, Dev, Ops}
-	if user == controllerManagerUser {
-		users = []string{controllerManagerUser}
+	if user == controllerManagerUser || user == Bulwark {
+		users = []string{user}
 	}
 	for _, u := range users {
 		cfg.AuthInfos[u] = &clientcmdapi.AuthInfo{Token: c.tokens[u]}

@@ -242,7 +242,7 @@ func TestExplicitReadOnlyRootFilesystemFalse(t *testing.T) {
 func useWebhook(t *testing.T, p *policy.Policy) {
 	t.Helper()
 	ctx := context.WithoutCancel(t.Context())
-	w, err := startWebhook(ctx, t.TempDir(), env.cluster.CA, p)
+	w, err := startWebhook(ctx, t.TempDir(), env.cluster, p)
 	if err != nil {
 		t.Fatal(err)
 	}

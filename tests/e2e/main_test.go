@@ -5,6 +5,8 @@ package e2e
 
 import (
 	"context"
+	"log/slog"
+	"crypto/rand"
 	"flag"
 	"fmt"
 	"net"
@@ -15,8 +17,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"k8s.io/client-go/kubernetes"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/bulwark-dev/bulwark/certs"
 	"github.com/bulwark-dev/bulwark/cmd/webhook/app"
 	"github.com/bulwark-dev/bulwark/pkg/policy"
 	"github.com/bulwark-dev/bulwark/tests/cluster"
@@ -66,7 +68,7 @@ func run(m *testing.M) int {
 	env.dev = kubernetes.NewForConfigOrDie(c.RESTConfig(cluster.Dev))
 
 	p := policy.Defaults()
-	env.webhook, err = startWebhook(ctx, filepath.Join(dir, "webhook"), c.CA, &p)
+	env.webhook, err = startWebhook(ctx, filepath.Join(dir, "webhook"), c, &p)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: start webhook:", err)
 		return 1
@@ -83,6 +85,16 @@ func run(m *testing.M) int {
 	return code
 }
 
+// grantKey signs exemption grants; every webhook of the run shares it, as the
+// replicas of a deployment share the Secret.
+var grantKey = func() []byte {
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		panic(err)
+	}
+	return k
+}()
+
 // webhookServer is bulwark's real server (app.Run) on 127.0.0.1 with a serving
 // certificate from the cluster's CA.
 type webhookServer struct {
@@ -93,11 +105,11 @@ type webhookServer struct {
 	done     chan error
 }
 
-func startWebhook(ctx context.Context, dir string, ca *certs.CA, p *policy.Policy) (*webhookServer, error) {
+func startWebhook(ctx context.Context, dir string, c *cluster.Cluster, p *policy.Policy) (*webhookServer, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	kp, err := ca.IssueServing("bulwark-webhook", []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, 24*time.Hour)
+	kp, err := c.CA.IssueServing("bulwark-webhook", []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, 24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
@@ -112,11 +124,21 @@ func startWebhook(ctx context.Context, dir string, ca *certs.CA, p *policy.Polic
 		CertReload:      200 * time.Millisecond,
 		ShutdownTimeout: 5 * time.Second,
 		Policy:          p,
+		Kube:            c.RESTConfig(cluster.Bulwark),
+		GrantKey:        grantKey,
+		EventQueueSize:  1000,
 	}
 	ctx, stop := context.WithCancel(ctx)
 	ready := make(chan net.Addr, 1)
 	done := make(chan error, 1)
-	go func() { done <- app.Run(logr.NewContext(ctx, logr.Discard()), cfg, ready) }()
+	logFile, err := os.Create(filepath.Join(dir, "webhook.log"))
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	log := logr.FromSlogHandler(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logf.SetLogger(log)
+	go func() { done <- app.Run(logr.NewContext(ctx, log), cfg, ready); logFile.Close() }()
 	select {
 	case addr := <-ready:
 		return &webhookServer{URL: "https://" + addr.String(), CertFile: certFile, KeyFile: keyFile, stop: stop, done: done}, nil
