@@ -3,7 +3,6 @@ package policy
 import (
 	"fmt"
 	"strings"
-
 )
 
 // Evaluate runs every check of p on in and returns the decision. It never fails:

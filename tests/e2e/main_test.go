@@ -5,10 +5,10 @@ package e2e
 
 import (
 	"context"
-	"log/slog"
 	"crypto/rand"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
