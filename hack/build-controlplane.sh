@@ -21,7 +21,7 @@ build() { # build NAME MODULE_DIR PACKAGE MINUTES
 	# Progress for a build that is otherwise silent for minutes.
 	( while sleep 30; do log "  … still building $name ($((SECONDS - start))s)"; done ) &
 	local ticker=$!
-	trap 'kill $ticker 2>/dev/null || true' RETURN
+	trap 'pkill -P $ticker 2>/dev/null; kill $ticker 2>/dev/null || true' RETURN
 	(cd "$root/hack/tools/$dir" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$tmp" "$pkg")
 	mv "$tmp" "$assets/$name"
 	log "built $name in $((SECONDS - start))s"

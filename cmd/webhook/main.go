@@ -2,6 +2,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 
 	"github.com/bulwark-dev/bulwark/cmd/webhook/app"
@@ -9,6 +10,7 @@ import (
 
 func main() {
 	if err := app.NewCommand().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "webhook:", err)
 		os.Exit(1)
 	}
 }

@@ -350,8 +350,13 @@ func StopDir(dir string) error {
 	}
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 	for i := len(lines) - 1; i >= 0; i-- {
-		pid, err := strconv.Atoi(strings.Fields(lines[i] + " x")[0])
-		if err != nil || pid <= 1 {
+		fields := strings.Fields(lines[i])
+		if len(fields) != 2 {
+			continue
+		}
+		pid, err := strconv.Atoi(fields[0])
+		if err != nil || pid <= 1 || !isProcess(pid, fields[1]) {
+			// Gone, or the pid now belongs to another program: never signal it.
 			continue
 		}
 		_ = syscall.Kill(pid, syscall.SIGTERM)
@@ -366,6 +371,12 @@ func StopDir(dir string) error {
 		}
 	}
 	return os.Remove(filepath.Join(dir, "pids"))
+}
+
+// isProcess reports whether pid runs the binary called name.
+func isProcess(pid int, name string) bool {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	return err == nil && filepath.Base(strings.TrimSuffix(exe, " (deleted)")) == name
 }
 
 func processGone(pid int) bool {

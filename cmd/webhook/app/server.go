@@ -40,8 +40,7 @@ func NewCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := o.Config()
 			if err != nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), "bulwark webhook: invalid configuration:\n"+err.Error())
-				return err
+				return fmt.Errorf("invalid configuration:\n%w", err)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
