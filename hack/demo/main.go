@@ -240,6 +240,9 @@ func startWebhook(ctx context.Context, bin string, c *cluster.Cluster) (string, 
 		"--tls-cert-file="+certFile, "--tls-key-file="+keyFile,
 		"--shutdown-timeout="+webhookShutdown.String(),
 		"--kubeconfig="+kubeconfig, "--grant-key-file="+grantKey,
+		// Only the API server, with its client certificate from the cluster CA, may
+		// ask for decisions.
+		"--client-ca-file="+c.CAFile,
 	)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Its own session, like the control plane: it outlives this program and make,

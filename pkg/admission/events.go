@@ -14,11 +14,11 @@ import (
 
 // recordEvents records what an auditor needs to see of a decision: the denial,
 // each honoured exemption (and whether it ends soon), each refused exemption.
-func (h *Handler) recordEvents(req admission.Request, obj *object, d policy.Decision, ex exemptions, p *policy.Policy, now time.Time, denied bool) {
+func (h *Handler) recordEvents(req admission.Request, obj *object, d policy.Decision, ex exemptions, p *policy.Policy, now time.Time, deniedControllerPod bool) {
 	if h.events == nil {
 		return
 	}
-	ref := regarding(req, obj, denied)
+	ref := regarding(req, obj, deniedControllerPod)
 	emit := func(typ, reason, note string) {
 		h.events.Record(Event{Regarding: ref, Type: typ, Reason: reason, Action: "Admission", Note: eventNote(note)})
 	}

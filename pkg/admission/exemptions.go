@@ -16,18 +16,17 @@ import (
 type exemptions struct {
 	honoured   []*policy.Exemption
 	rejections []policy.Rejection
-	// template is the honoured exemption of a workload's pod template granted by
-	// the requester, which the mutating pass signs into a grant.
-	template *policy.Exemption
 }
 
 // gatherExemptions parses the exemptions on the object's namespace, metadata and
 // pod template, asks the API server whether the requester may grant them, verifies
-// any grant a workload controller presents, and lets policy decide which count.
+// the grants that namespaces and workload controllers present, and lets policy
+// decide which count.
 func (h *Handler) gatherExemptions(ctx context.Context, req admission.Request, obj *object, p *policy.Policy, now time.Time) exemptions {
 	var ex exemptions
 	cfg := &p.Exemptions
-	consider := func(ann map[string]string, origin policy.Origin, grantMeta *metav1.ObjectMeta) {
+	controller := cfg.IsWorkloadController(req.UserInfo.Username)
+	consider := func(ann map[string]string, origin policy.Origin, verify func(*policy.Exemption) (string, error)) {
 		e, rej := policy.ParseExemption(ann, origin, now, cfg)
 		if rej != nil {
 			ex.rejections = append(ex.rejections, *rej)
@@ -36,20 +35,19 @@ func (h *Handler) gatherExemptions(ctx context.Context, req admission.Request, o
 			return
 		}
 		facts := policy.ExemptionFacts{Namespace: req.Namespace, Requester: req.UserInfo.Username}
-		switch {
-		case origin == policy.OriginNamespace:
-		case cfg.IsWorkloadController(req.UserInfo.Username):
-			// Controllers act for a workload: they prove its grant, never a right of
-			// their own, so no access review is spent on them.
-			facts.GrantedBy, facts.GrantErr = h.verifyGrant(ctx, req.Namespace, obj, e, grantMeta)
-		default:
-			ok, err := h.canExemptAll(ctx, req, e.Checks())
+		if origin != policy.OriginNamespace && !controller {
+			missing, err := h.missingRight(ctx, req.UserInfo, req.Namespace, e.Checks())
 			if err != nil {
 				// Fail closed: a permission that cannot be checked is not held.
 				ex.rejections = append(ex.rejections, policy.Rejection{Origin: origin, Cause: policy.RejectUnverifiable, Message: err.Error()})
 				return
 			}
-			facts.Authorized = ok
+			facts.Authorized, facts.MissingRight = missing == "", missing
+			// Pods inherit a template's exemption only through its grant.
+			facts.GrantRequired = origin == policy.OriginTemplate
+		}
+		if verify != nil && (origin == policy.OriginNamespace || controller || facts.GrantRequired) {
+			facts.GrantedBy, facts.GrantErr = verify(e)
 		}
 		e, rej = policy.Honour(e, facts, cfg)
 		if rej != nil {
@@ -57,9 +55,6 @@ func (h *Handler) gatherExemptions(ctx context.Context, req admission.Request, o
 			return
 		}
 		ex.honoured = append(ex.honoured, e)
-		if origin == policy.OriginTemplate && facts.Authorized {
-			ex.template = e
-		}
 	}
 
 	if h.lookup != nil && req.Namespace != "" {
@@ -68,66 +63,79 @@ func (h *Handler) gatherExemptions(ctx context.Context, req admission.Request, o
 			ex.rejections = append(ex.rejections, policy.Rejection{Origin: policy.OriginNamespace, Cause: policy.RejectUnverifiable,
 				Message: fmt.Sprintf("read namespace %s: %v", req.Namespace, err)})
 		} else {
-			consider(ann, policy.OriginNamespace, nil)
+			consider(ann, policy.OriginNamespace, func(e *policy.Exemption) (string, error) {
+				return h.verify(namespaceSubject(req.Namespace), e, ann[policy.AnnotationExemptGrant])
+			})
 		}
 	}
-	if obj.pod {
-		consider(obj.meta.Annotations, policy.OriginObject, obj.meta)
-	} else {
+	switch {
+	case obj.pod:
+		consider(obj.meta.Annotations, policy.OriginObject, func(e *policy.Exemption) (string, error) {
+			subject, err := h.podGrantSubject(ctx, req.Namespace, obj)
+			if err != nil {
+				return "", err
+			}
+			return h.verify(subject, e, obj.meta.Annotations[policy.AnnotationExemptGrant])
+		})
+	case !controller:
+		// A workload's own metadata covers that object alone; controllers copy it
+		// to what they create, where it means nothing, so they are not asked.
 		consider(obj.meta.Annotations, policy.OriginObject, nil)
 	}
 	if obj.template != nil {
-		consider(obj.template.Annotations, policy.OriginTemplate, obj.template)
+		consider(obj.template.Annotations, policy.OriginTemplate, func(e *policy.Exemption) (string, error) {
+			return h.verify(workloadGrantSubject(req.Namespace, obj), e, obj.template.Annotations[policy.AnnotationExemptGrant])
+		})
 	}
 	return ex
 }
 
-func (h *Handler) canExemptAll(ctx context.Context, req admission.Request, checks []policy.CheckID) (bool, error) {
+// missingRight returns the first check the user may not exempt in namespace, or "".
+func (h *Handler) missingRight(ctx context.Context, user authUser, namespace string, checks []policy.CheckID) (policy.CheckID, error) {
 	if h.authorizer == nil {
-		return false, fmt.Errorf("bulwark has no access to the API server to check the permission")
+		return "", fmt.Errorf("bulwark has no access to the API server to check the permission")
 	}
 	for _, c := range checks {
-		ok, err := h.authorizer.CanExempt(ctx, req.UserInfo, req.Namespace, c)
+		ok, err := h.authorizer.CanExempt(ctx, user, namespace, c)
 		if err != nil {
-			return false, fmt.Errorf("check permission to exempt %s: %w", c, err)
+			return "", fmt.Errorf("check permission to exempt %s: %w", c, err)
 		}
 		if !ok {
-			return false, nil
+			return c, nil
 		}
 	}
-	return true, nil
+	return "", nil
 }
 
-// verifyGrant checks the grant in meta against the workload that owns obj.
-func (h *Handler) verifyGrant(ctx context.Context, namespace string, obj *object, e *policy.Exemption, meta *metav1.ObjectMeta) (string, error) {
-	if meta == nil {
-		return "", fmt.Errorf("exemptions on a workload's own metadata do not carry over; put them on its pod template")
-	}
-	grant := meta.Annotations[policy.AnnotationExemptGrant]
+func (h *Handler) verify(subject policy.GrantSubject, e *policy.Exemption, grant string) (string, error) {
 	if grant == "" {
-		return "", fmt.Errorf("no %s: the workload was not admitted with this exemption by a user allowed to grant it", policy.AnnotationExemptGrant)
+		return "", fmt.Errorf("no %s: bulwark's mutating webhook writes it when a user allowed to grant the exemption admits the object", policy.AnnotationExemptGrant)
 	}
 	if len(h.grantKey) == 0 {
 		return "", fmt.Errorf("bulwark has no grant key configured")
 	}
-	subject, err := h.grantSubject(ctx, namespace, obj)
-	if err != nil {
-		return "", err
-	}
 	return policy.VerifyGrant(h.grantKey, subject, e, grant)
 }
 
-// grantSubject finds the workload a grant on obj must be bound to: for a Pod its
-// controller, or that controller's own Deployment or CronJob; for a ReplicaSet or
-// Job made by a Deployment or CronJob, that owner; otherwise obj itself.
-func (h *Handler) grantSubject(ctx context.Context, namespace string, obj *object) (policy.GrantSubject, error) {
-	owner := metav1.GetControllerOfNoCopy(obj.meta)
-	if !obj.pod {
-		if owner != nil && (owner.Kind == "Deployment" || owner.Kind == "CronJob") {
-			return policy.GrantSubject{Namespace: namespace, Kind: owner.Kind, Name: owner.Name}, nil
-		}
-		return policy.GrantSubject{Namespace: namespace, Kind: obj.kind, Name: obj.meta.Name}, nil
+func namespaceSubject(ns string) policy.GrantSubject {
+	return policy.GrantSubject{Namespace: ns, Kind: "Namespace", Name: ns}
+}
+
+// workloadGrantSubject is the workload a grant on a workload's template is bound
+// to: for a ReplicaSet or Job made by a Deployment or CronJob, that owner (the
+// request comes from its controller, which sets the owner truthfully; any other
+// requester needs the right itself); otherwise the workload.
+func workloadGrantSubject(namespace string, obj *object) policy.GrantSubject {
+	if owner := metav1.GetControllerOfNoCopy(obj.meta); owner != nil && (owner.Kind == "Deployment" || owner.Kind == "CronJob") {
+		return policy.GrantSubject{Namespace: namespace, Kind: owner.Kind, Name: owner.Name}
 	}
+	return policy.GrantSubject{Namespace: namespace, Kind: obj.kind, Name: obj.meta.Name}
+}
+
+// podGrantSubject finds the workload a pod's grant must be bound to: its
+// controller, or that controller's own Deployment or CronJob, read from the API.
+func (h *Handler) podGrantSubject(ctx context.Context, namespace string, obj *object) (policy.GrantSubject, error) {
+	owner := metav1.GetControllerOfNoCopy(obj.meta)
 	if owner == nil {
 		return policy.GrantSubject{}, fmt.Errorf("pod has no controller owner to hold a grant")
 	}
@@ -146,44 +154,51 @@ func (h *Handler) grantSubject(ctx context.Context, namespace string, obj *objec
 	return policy.GrantSubject{Namespace: namespace, Kind: owner.Kind, Name: owner.Name}, nil
 }
 
-// grantPatch returns the JSONPatch that makes a workload's pod template carry the
-// right grant: signed for an exemption the requester may grant, kept when it still
-// verifies for this workload, left alone on a controller's request, and removed
-// otherwise, so no request passes on a grant it did not earn.
-func (h *Handler) grantPatch(req admission.Request, obj *object, ex exemptions, p *policy.Policy) []policy.Patch {
-	meta := obj.meta
-	pointer := templateMetaPointer[obj.kind]
-	if obj.pod {
-		pointer = "/metadata"
-	} else if obj.template == nil {
+// grantPatch returns the JSONPatch that makes meta (at pointer) carry the right
+// grant for subject: signed when the requester may grant the exemption written
+// there; kept on an UPDATE that leaves grant and exemption as they were (removing
+// it would roll a workload out); left alone on a workload controller's request;
+// removed otherwise, so no request introduces a grant it did not earn.
+func (h *Handler) grantPatch(ctx context.Context, req admission.Request, meta, oldMeta *metav1.ObjectMeta, pointer string, subject policy.GrantSubject, p *policy.Policy, now time.Time) []policy.Patch {
+	if p.Exemptions.IsWorkloadController(req.UserInfo.Username) {
 		return nil
-	} else {
-		meta = obj.template
 	}
 	present, has := meta.Annotations[policy.AnnotationExemptGrant]
 	want := ""
-	subject := policy.GrantSubject{Namespace: req.Namespace, Kind: obj.kind, Name: obj.meta.Name}
+	e, _ := policy.ParseExemption(meta.Annotations, policy.OriginTemplate, now, &p.Exemptions)
 	switch {
-	case p.Exemptions.IsWorkloadController(req.UserInfo.Username):
-		return nil
-	case !obj.pod && ex.template != nil && obj.meta.Name != "" && len(h.grantKey) > 0:
-		want = policy.SignGrant(h.grantKey, subject, ex.template, req.UserInfo.Username)
-	case has && !obj.pod && len(h.grantKey) > 0:
-		// Kept while it matches this workload and exemption, even expired: removing
-		// it would change the pod template and roll the workload out.
-		if _, err := policy.VerifyGrantAnnotations(h.grantKey, subject, meta.Annotations, present); err == nil {
-			want = present
+	case unchangedGrant(meta, oldMeta):
+		want = present
+	case e != nil && len(h.grantKey) > 0 && subject.Name != "":
+		if missing, err := h.missingRight(ctx, req.UserInfo, subject.Namespace, e.Checks()); err == nil && missing == "" {
+			want = policy.SignGrant(h.grantKey, subject, e, req.UserInfo.Username)
 		}
 	}
 	key := pointer + "/annotations/" + strings.ReplaceAll(policy.AnnotationExemptGrant, "/", "~1")
 	switch {
-	case want == present && (has || want == ""):
+	case want == present:
 		return nil
 	case want == "":
 		return []policy.Patch{{Op: "remove", Path: key}}
 	case meta.Annotations == nil:
 		return []policy.Patch{{Op: "add", Path: pointer + "/annotations", Value: map[string]string{policy.AnnotationExemptGrant: want}}}
+	case has:
+		return []policy.Patch{{Op: "replace", Path: key, Value: want}}
 	default:
 		return []policy.Patch{{Op: "add", Path: key, Value: want}}
 	}
+}
+
+// unchangedGrant reports whether an UPDATE keeps the grant and the exemption it
+// signs exactly as the stored object had them.
+func unchangedGrant(meta, old *metav1.ObjectMeta) bool {
+	if old == nil || meta.Annotations[policy.AnnotationExemptGrant] == "" {
+		return false
+	}
+	for _, k := range []string{policy.AnnotationExempt, policy.AnnotationExemptReason, policy.AnnotationExemptUntil, policy.AnnotationExemptGrant} {
+		if meta.Annotations[k] != old.Annotations[k] {
+			return false
+		}
+	}
+	return true
 }

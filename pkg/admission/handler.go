@@ -47,7 +47,14 @@ type Options struct {
 	GrantKey []byte
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// Budget bounds the work on one request, so bulwark answers before the API
+	// server's webhook timeout. Defaults to DefaultBudget.
+	Budget time.Duration
 }
+
+// DefaultBudget leaves a safety margin under the webhook configurations'
+// timeoutSeconds of 10.
+const DefaultBudget = 8 * time.Second
 
 // Handler admits objects in one stage (mutate or validate) under a policy.
 type Handler struct {
@@ -59,6 +66,7 @@ type Handler struct {
 	events     EventRecorder
 	grantKey   []byte
 	now        func() time.Time
+	budget     time.Duration
 }
 
 // NewHandler returns a handler configured by o.
@@ -66,8 +74,11 @@ func NewHandler(o Options) *Handler {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Budget <= 0 {
+		o.Budget = DefaultBudget
+	}
 	return &Handler{stage: o.Stage, policy: o.Policy, metrics: o.Metrics, authorizer: o.Authorizer,
-		lookup: o.Lookup, events: o.Events, grantKey: o.GrantKey, now: o.Now}
+		lookup: o.Lookup, events: o.Events, grantKey: o.GrantKey, now: o.Now, budget: o.Budget}
 }
 
 var _ admission.Handler = (*Handler)(nil)
@@ -82,9 +93,14 @@ func (h *Handler) Webhook() *admission.Webhook {
 // Handle decides one admission request.
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
 	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, h.budget)
+	defer cancel()
 	resp, decision := h.handle(ctx, req)
+	if h.stage == policy.StageValidate && resp.AuditAnnotations == nil {
+		resp.AuditAnnotations = map[string]string{"decision": decision}
+	}
 	h.metrics.duration.WithLabelValues(string(h.stage)).Observe(time.Since(start).Seconds())
-	h.metrics.requests.WithLabelValues(string(h.stage), req.Kind.Kind, string(req.Operation), decision).Inc()
+	h.metrics.requests.WithLabelValues(string(h.stage), kindLabel(req), operationLabel(req), decision).Inc()
 	return resp
 }
 
@@ -124,8 +140,9 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	p := h.policy()
 	now := h.now()
 	in := &policy.Input{Stage: h.stage, Operation: op, Pod: obj.pod, Spec: obj.spec, SpecPath: obj.specPath}
+	var old *object
 	if op == policy.OperationUpdate {
-		old, err := decodeObject(gvk, req.OldObject.Raw)
+		old, err = decodeObject(gvk, req.OldObject.Raw)
 		if err != nil {
 			log.Info("Rejected undecodable request", "error", err.Error())
 			return admission.Errored(http.StatusBadRequest, fmt.Errorf("old object: %w", err)), decisionError
@@ -136,12 +153,17 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	if !policy.NeedsJudgement(in) {
 		return admission.Allowed(""), decisionAllowed
 	}
-	ex := h.gatherExemptions(ctx, req, obj, p, now)
-	in.Exemptions = ex.honoured
-
 	d := policy.Evaluate(p, in)
+	var ex exemptions
+	if h.stage == policy.StageValidate && len(d.ByAction(policy.ActionDeny))+len(d.ByAction(policy.ActionWarn)) > 0 {
+		// Exemptions matter only for findings that would deny or warn; looking
+		// them up costs access reviews.
+		ex = h.gatherExemptions(ctx, req, obj, p, now)
+		in.Exemptions = ex.honoured
+		d = policy.Evaluate(p, in)
+	}
 	if h.stage == policy.StageMutate {
-		d.Patches = append(d.Patches, h.grantPatch(req, obj, ex, p)...)
+		d.Patches = append(d.Patches, h.mutateGrant(ctx, req, obj, old, p, now)...)
 	}
 	for _, v := range d.Verdicts {
 		h.metrics.verdicts.WithLabelValues(string(v.Check), string(v.Reason), string(v.Action)).Inc()
@@ -160,11 +182,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		resp = admission.Denied(msg)
 		decision = decisionDenied
 	case len(d.Patches) > 0:
-		resp = admission.Allowed("")
-		resp.Patches = make([]jsonpatch.JsonPatchOperation, len(d.Patches))
-		for i, p := range d.Patches {
-			resp.Patches[i] = jsonpatch.JsonPatchOperation{Operation: p.Op, Path: p.Path, Value: p.Value}
-		}
+		resp = patchResponse(d.Patches)
 		decision = decisionPatched
 	default:
 		resp = admission.Allowed("")
@@ -192,7 +210,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		"user", req.UserInfo.Username, "operation", req.Operation, "dryRun", isDryRun(req),
 		"decision", decision, "annotations", resp.AuditAnnotations)
 	if !isDryRun(req) {
-		h.recordEvents(req, obj, d, ex, p, now, denied)
+		h.recordEvents(req, obj, d, ex, p, now, denied && op == policy.OperationCreate && p.Exemptions.IsWorkloadController(req.UserInfo.Username))
 	}
 	return resp, decision
 }
@@ -258,11 +276,12 @@ func describeName(req admission.Request, obj *object) string {
 }
 
 // regarding is the object an Event is about: the object itself, or for a pod a
-// controller made that is denied, and so never stored, its owner, where the
-// controller's own events already are.
-func regarding(req admission.Request, obj *object, denied bool) corev1.ObjectReference {
+// workload controller tried to create and bulwark denied (so it is never stored),
+// its owner, where the controller's own events already are. Only a controller's
+// word on ownership is taken: anyone else's pod is the subject of its own Events.
+func regarding(req admission.Request, obj *object, deniedControllerPod bool) corev1.ObjectReference {
 	name := describeName(req, obj)
-	if owner := metav1.GetControllerOfNoCopy(obj.meta); owner != nil && obj.pod && (denied || name == "") {
+	if owner := metav1.GetControllerOfNoCopy(obj.meta); owner != nil && obj.pod && deniedControllerPod {
 		return corev1.ObjectReference{APIVersion: owner.APIVersion, Kind: owner.Kind, Namespace: req.Namespace, Name: owner.Name, UID: owner.UID}
 	}
 	if name == "" {
@@ -290,4 +309,52 @@ func exemptionAnnotationsDiffer(obj, old *object) bool {
 		return false
 	}
 	return differ(obj.meta, old.meta) || differ(obj.template, old.template)
+}
+
+// mutateGrant manages bulwark's exemption grant: on a workload's pod template it is
+// signed, kept or removed (grantPatch); a pod never gets one from anyone but a
+// workload controller, which copies it from the template.
+func (h *Handler) mutateGrant(ctx context.Context, req admission.Request, obj, old *object, p *policy.Policy, now time.Time) []policy.Patch {
+	if obj.pod {
+		if _, has := obj.meta.Annotations[policy.AnnotationExemptGrant]; has && !p.Exemptions.IsWorkloadController(req.UserInfo.Username) {
+			return []policy.Patch{{Op: "remove", Path: "/metadata/annotations/" + strings.ReplaceAll(policy.AnnotationExemptGrant, "/", "~1")}}
+		}
+		return nil
+	}
+	if obj.template == nil {
+		return nil
+	}
+	var oldTemplate *metav1.ObjectMeta
+	if old != nil {
+		oldTemplate = old.template
+	}
+	subject := policy.GrantSubject{Namespace: req.Namespace, Kind: obj.kind, Name: obj.meta.Name}
+	return h.grantPatch(ctx, req, obj.template, oldTemplate, templateMetaPointer[obj.kind], subject, p, now)
+}
+
+// kindLabel and operationLabel keep metric labels to known values, whatever a
+// caller sends.
+func kindLabel(req admission.Request) string {
+	gvk := schema.GroupVersionKind(req.Kind)
+	if _, ok := kinds[gvk]; ok || gvk == namespaceGVK {
+		return gvk.Kind
+	}
+	return "other"
+}
+
+func operationLabel(req admission.Request) string {
+	switch req.Operation {
+	case admissionv1.Create, admissionv1.Update, admissionv1.Delete, admissionv1.Connect:
+		return string(req.Operation)
+	}
+	return "other"
+}
+
+func patchResponse(patches []policy.Patch) admission.Response {
+	resp := admission.Allowed("")
+	resp.Patches = make([]jsonpatch.JsonPatchOperation, len(patches))
+	for i, p := range patches {
+		resp.Patches[i] = jsonpatch.JsonPatchOperation{Operation: p.Op, Path: p.Path, Value: p.Value}
+	}
+	return resp
 }

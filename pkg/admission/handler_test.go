@@ -133,7 +133,7 @@ func TestMetricsCountDecisionsAndVerdicts(t *testing.T) {
 	}
 }
 
-// FuzzReview feeds arbitrary bytes to the validating webhook: it must never panic,
+// FuzzReview feeds arbitrary bytes to both webhooks: they must never panic,
 // always answer with an AdmissionReview, and never admit what it could not decode.
 // The seed corpus is every golden request and runs in `make test`.
 func FuzzReview(f *testing.F) {
@@ -147,15 +147,19 @@ func FuzzReview(f *testing.F) {
 	}
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","object":{"spec":{"containers":[{"image":"@"}]}}}}`))
 	f.Add([]byte(`{}`))
-	h, _ := newTestHandler(f, policy.StageValidate)
+	validate, _ := newTestHandler(f, policy.StageValidate)
+	mutate, _ := newTestHandler(f, policy.StageMutate)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		rec := httptest.NewRecorder()
-		h.Webhook().ServeHTTP(rec, req)
 		var out admissionv1.AdmissionReview
-		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Response == nil {
-			t.Fatalf("response is not an AdmissionReview: %v: %s", err, rec.Body)
+		for _, h := range []*Handler{mutate, validate} {
+			req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			rec := httptest.NewRecorder()
+			h.Webhook().ServeHTTP(rec, req)
+			out = admissionv1.AdmissionReview{}
+			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Response == nil {
+				t.Fatalf("%s: response is not an AdmissionReview: %v: %s", h.stage, err, rec.Body)
+			}
 		}
 		if !out.Response.Allowed {
 			return

@@ -10,6 +10,8 @@ import (
 	"github.com/bulwark-dev/bulwark/pkg/policy"
 )
 
+type authUser = authenticationv1.UserInfo
+
 // Authorizer tells whether a user holds the right to grant exemptions: verb
 // "exempt" on resource "exemptions" in API group "bulwark.dev", resourceName = check.
 type Authorizer interface {

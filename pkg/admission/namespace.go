@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	kjson "sigs.k8s.io/json"
 
@@ -28,10 +29,21 @@ func (h *Handler) handleNamespace(ctx context.Context, req admission.Request) (a
 			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode old Namespace: %w", err)), decisionError
 		}
 	}
-	if h.stage != policy.StageValidate || !policy.HasExemption(ns.Annotations) || sameExemption(ns.Annotations, old.Annotations) {
+	p := h.policy()
+	if h.stage == policy.StageMutate {
+		var oldMeta *metav1.ObjectMeta
+		if req.Operation == "UPDATE" {
+			oldMeta = &old.ObjectMeta
+		}
+		patches := h.grantPatch(ctx, req, &ns.ObjectMeta, oldMeta, "/metadata", namespaceSubject(ns.Name), p, h.now())
+		if len(patches) == 0 {
+			return admission.Allowed(""), decisionAllowed
+		}
+		return patchResponse(patches), decisionPatched
+	}
+	if !policy.HasExemption(ns.Annotations) || sameExemption(ns.Annotations, old.Annotations) {
 		return admission.Allowed(""), decisionAllowed
 	}
-	p := h.policy()
 	deny := func(msg string) (admission.Response, string) {
 		resp := admission.Denied(fmt.Sprintf("Namespace %q: %s", ns.Name, msg))
 		resp.AuditAnnotations = map[string]string{"decision": decisionDenied, "exemption-rejected": truncate(msg, maxAnnotationValue)}
@@ -43,14 +55,12 @@ func (h *Handler) handleNamespace(ctx context.Context, req admission.Request) (a
 		return deny(rej.Message)
 	}
 	// The namespace a right is checked in is the one being annotated.
-	nsReq := req
-	nsReq.Namespace = ns.Name
-	ok, err := h.canExemptAll(ctx, nsReq, e.Checks())
+	missing, err := h.missingRight(ctx, req.UserInfo, ns.Name, e.Checks())
 	if err != nil {
 		return deny(err.Error())
 	}
-	if !ok {
-		return deny(policy.Unauthorized(e, req.UserInfo.Username, ns.Name).Message)
+	if missing != "" {
+		return deny(policy.Unauthorized(e, req.UserInfo.Username, ns.Name, missing).Message)
 	}
 	resp := admission.Allowed("")
 	e.GrantedBy = req.UserInfo.Username

@@ -199,7 +199,8 @@ func dropsAll(sc *corev1.SecurityContext) bool {
 		return false
 	}
 	for _, c := range sc.Capabilities.Drop {
-		if strings.EqualFold(string(c), "ALL") {
+		// Exactly "ALL", as Pod Security Admission's restricted profile requires.
+		if c == "ALL" {
 			return true
 		}
 	}

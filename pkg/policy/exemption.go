@@ -160,25 +160,32 @@ func ParseExemption(ann map[string]string, origin Origin, now time.Time, cfg *Ex
 		e.Targets = append(e.Targets, ExemptTarget{Check: CheckID(check), Finding: finding})
 	}
 
-	if strings.TrimSpace(reason) == "" {
-		return reject(RejectIncomplete, "%s is required: say why, e.g. a ticket", AnnotationExemptReason)
-	}
 	if len(reason) > MaxExemptReason {
 		return reject(RejectMalformed, "%s is %d bytes, more than %d", AnnotationExemptReason, len(reason), MaxExemptReason)
 	}
-	e.Reason = sanitize(reason)
+	// Control characters are dropped before judging, so a reason cannot be made of
+	// them alone.
+	e.Reason = strings.TrimSpace(sanitize(reason))
+	if e.Reason == "" {
+		return reject(RejectIncomplete, "%s is required: say why, e.g. a ticket", AnnotationExemptReason)
+	}
 
 	if strings.TrimSpace(rawUntil) == "" {
 		return reject(RejectIncomplete, "%s is required: a date (2026-12-31) or an RFC 3339 time", AnnotationExemptUntil)
 	}
-	until, err := parseUntil(rawUntil)
+	until, dateOnly, err := parseUntil(rawUntil)
 	if err != nil {
 		return reject(RejectMalformed, "%s %q is neither a date (2026-12-31) nor an RFC 3339 time", AnnotationExemptUntil, rawUntil)
 	}
 	if !until.After(now) {
 		return reject(RejectExpired, "%s %s has passed", AnnotationExemptUntil, until.UTC().Format(time.RFC3339))
 	}
-	if limit := now.Add(cfg.MaxWindow.Duration); until.After(limit) {
+	// A date may be as late as the day the window ends on; it means that whole day.
+	latest := now.Add(cfg.MaxWindow.Duration)
+	if dateOnly {
+		latest = latest.UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
+	}
+	if limit := latest; until.After(limit) {
 		return reject(RejectBeyondWindow, "%s %s is more than the maximum window of %s ahead (latest allowed: %s)",
 			AnnotationExemptUntil, until.UTC().Format(time.RFC3339), days(cfg.MaxWindow.Duration), limit.UTC().Format(time.RFC3339))
 	}
@@ -188,12 +195,13 @@ func ParseExemption(ann map[string]string, origin Origin, now time.Time, cfg *Ex
 
 // parseUntil accepts a date, meaning up to the end of that day in UTC, or an
 // RFC 3339 time.
-func parseUntil(s string) (time.Time, error) {
+func parseUntil(s string) (until time.Time, dateOnly bool, err error) {
 	s = strings.TrimSpace(s)
 	if d, err := time.Parse(time.DateOnly, s); err == nil {
-		return d.Add(24 * time.Hour), nil
+		return d.Add(24 * time.Hour), true, nil
 	}
-	return time.Parse(time.RFC3339, s)
+	until, err = time.Parse(time.RFC3339, s)
+	return until, false, err
 }
 
 func validFinding(s string) bool {
@@ -300,41 +308,60 @@ type ExemptionFacts struct {
 	// Authorized is true when the requester may exempt every check the exemption
 	// names in Namespace (verb exempt on exemptions.bulwark.dev, resourceName = check).
 	Authorized bool
+	// MissingRight is a check the requester may not exempt, when not Authorized.
+	MissingRight CheckID
+	// GrantRequired says an authorised requester's exemption must also carry a
+	// verified grant: on a workload's pod template, the grant is how its pods
+	// inherit it, so a template without one would admit a workload whose pods
+	// are all denied.
+	GrantRequired bool
 	// GrantedBy is the signer of a grant that verified for this exemption, or "".
 	GrantedBy string
-	// GrantErr is why a grant present on the object did not verify.
+	// GrantErr is why no grant verified.
 	GrantErr error
 }
 
 // Honour decides whether a parsed exemption counts, and records who granted it.
 //
-// A namespace exemption counts: bulwark only admits one on a Namespace from a user
-// with the right to grant it. Otherwise the requester must hold the right, or be one
-// of the policy's workload controllers presenting a grant bulwark signed when an
-// authorised user admitted the owning workload.
+// A namespace exemption, and any exemption a workload controller presents, counts
+// only with a grant bulwark signed when a user allowed to grant it admitted the
+// Namespace or the owning workload. Any other requester must hold the right
+// themselves.
 func Honour(e *Exemption, f ExemptionFacts, cfg *ExemptionConfig) (*Exemption, *Rejection) {
 	switch {
-	case e.Origin == OriginNamespace:
-		e.GrantedBy = "namespace " + f.Namespace
-		return e, nil
-	case f.Authorized:
-		e.GrantedBy = f.Requester
-		return e, nil
-	case cfg.IsWorkloadController(f.Requester) && f.GrantedBy != "":
+	case e.Origin == OriginNamespace || cfg.IsWorkloadController(f.Requester):
+		if f.GrantedBy == "" {
+			return nil, grantRejection(e, f)
+		}
 		e.GrantedBy = f.GrantedBy
-		return e, nil
-	case cfg.IsWorkloadController(f.Requester) && f.GrantErr != nil:
-		return nil, &Rejection{Origin: e.Origin, Cause: RejectGrantNotValid, Message: f.GrantErr.Error()}
+	case !f.Authorized:
+		return nil, Unauthorized(e, f.Requester, f.Namespace, f.MissingRight)
+	case f.GrantRequired && f.GrantedBy == "":
+		return nil, grantRejection(e, f)
+	default:
+		e.GrantedBy = f.Requester
 	}
-	return nil, Unauthorized(e, f.Requester, f.Namespace)
+	return e, nil
 }
 
-// Unauthorized is the rejection of e because requester may not grant it in namespace.
-func Unauthorized(e *Exemption, requester, namespace string) *Rejection {
+func grantRejection(e *Exemption, f ExemptionFacts) *Rejection {
+	msg := "no valid " + AnnotationExemptGrant
+	if f.GrantErr != nil {
+		msg = f.GrantErr.Error()
+	}
+	return &Rejection{Origin: e.Origin, Cause: RejectGrantNotValid, Message: msg}
+}
+
+// Unauthorized is the rejection of e because requester may not exempt check
+// missing (the first of e's checks when empty) in namespace.
+func Unauthorized(e *Exemption, requester, namespace string, missing CheckID) *Rejection {
 	checks := e.Checks()
+	if missing == "" {
+		missing = checks[0]
+	}
 	return &Rejection{Origin: e.Origin, Cause: RejectUnauthorized, Message: fmt.Sprintf(
 		"user %q may not grant exemptions from %s in namespace %s (needs verb \"exempt\" on resource \"exemptions\" in API group \"bulwark.dev\", resourceName %q)",
-		requester, joinChecks(checks), namespace, string(checks[0]))}
+		requester, joinChecks(checks), namespace, string(missing))}
 }
 
 // ExpiresWithin reports whether e ends within window of now.

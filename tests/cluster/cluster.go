@@ -145,6 +145,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		"--allow-privileged=true",
 		// No Service endpoints for a loopback address; nothing here routes to them.
 		"--endpoint-reconciler-type=none",
+		"--admission-control-config-file="+c.path("admission-config.yaml"),
 		"--audit-policy-file="+c.path("audit-policy.yaml"),
 		"--audit-log-path="+c.AuditLog,
 		"--audit-log-format=json", "--audit-log-mode=blocking",
@@ -236,6 +237,44 @@ func (c *Cluster) writeFiles() error {
 		fmt.Fprintf(&tokens, "%s,%s,%s,%q\n", tok, id.user, id.user, id.groups)
 	}
 	if err := os.WriteFile(c.path("tokens.csv"), []byte(tokens.String()), 0o600); err != nil {
+		return err
+	}
+	// The API server authenticates to admission webhooks with a client certificate
+	// from the cluster CA (webhooks verify it with --client-ca-file).
+	client, err := ca.IssueClient("kube-apiserver-webhook-client", nil, 30*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	clientCert, clientKey, err := client.WriteFiles(c.Dir, "webhook-client")
+	if err != nil {
+		return err
+	}
+	webhookKubeconfig := fmt.Sprintf(`apiVersion: v1
+kind: Config
+users:
+  - name: "*"
+    user:
+      client-certificate: %s
+      client-key: %s
+`, clientCert, clientKey)
+	if err := os.WriteFile(c.path("webhook-client.kubeconfig"), []byte(webhookKubeconfig), 0o600); err != nil {
+		return err
+	}
+	admissionConfig := fmt.Sprintf(`apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+  - name: ValidatingAdmissionWebhook
+    configuration:
+      apiVersion: apiserver.config.k8s.io/v1
+      kind: WebhookAdmissionConfiguration
+      kubeConfigFile: %[1]s
+  - name: MutatingAdmissionWebhook
+    configuration:
+      apiVersion: apiserver.config.k8s.io/v1
+      kind: WebhookAdmissionConfiguration
+      kubeConfigFile: %[1]s
+`, c.path("webhook-client.kubeconfig"))
+	if err := os.WriteFile(c.path("admission-config.yaml"), []byte(admissionConfig), 0o644); err != nil {
 		return err
 	}
 	return os.WriteFile(c.path("audit-policy.yaml"), []byte(auditPolicy), 0o644)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"regexp"
@@ -21,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/bulwark-dev/bulwark/pkg/policy"
@@ -83,6 +85,7 @@ func waitForEvent(t *testing.T, ns, reason, kind, name, note string) eventsv1.Ev
 
 func TestExemptionByDevIsNotHonoured(t *testing.T) {
 	ns := namespace(t)
+	before := scrapeMetrics(t)
 	dev, warnings := clientWithWarnings(t, cluster.Dev)
 	_, err := dev.AppsV1().Deployments(ns).Create(t.Context(), writableDeployment("web", 1, hardeningExemption(inDays(10))), metav1.CreateOptions{})
 	wantDenied(t, err, "spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem",
@@ -92,6 +95,76 @@ func TestExemptionByDevIsNotHonoured(t *testing.T) {
 	}
 	waitForEvent(t, ns, "ExemptionRejected", "Deployment", "web", `user "dev" may not grant exemptions from hardening`)
 	waitForEvent(t, ns, "HardeningRejected", "Deployment", "web", "readOnlyRootFilesystem")
+
+	// kubectl get events reads core/v1: the same Events, with the reason enum.
+	core, err := env.admin.CoreV1().Events(ns).List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons := map[string]bool{}
+	for _, ev := range core.Items {
+		if ev.ReportingController == "bulwark" && ev.InvolvedObject.Kind == "Deployment" && ev.InvolvedObject.Name == "web" {
+			reasons[ev.Reason] = true
+		}
+	}
+	if !reasons["ExemptionRejected"] || !reasons["HardeningRejected"] {
+		t.Errorf("core/v1 events for deployment/web have reasons %v", reasons)
+	}
+
+	after := scrapeMetrics(t)
+	for _, series := range []string{
+		`bulwark_exemptions_total{cause="Unauthorized",origin="template",result="rejected"}`,
+		`bulwark_admission_requests_total{decision="denied",kind="Deployment",operation="CREATE",stage="validate"}`,
+		`bulwark_policy_verdicts_total{action="deny",check="hardening",reason="HardeningRejected"}`,
+	} {
+		if after[series] <= before[series] {
+			t.Errorf("%s did not move: %v → %v", series, before[series], after[series])
+		}
+	}
+}
+
+// TestWorkloadControllerPresentingAnotherGrantIsRefused impersonates the
+// ReplicaSet controller — the one user whose grants count — to show that a grant
+// only verifies for the workload that really owns the pod, and only for the
+// exemption exactly as it was granted.
+func TestWorkloadControllerPresentingAnotherGrantIsRefused(t *testing.T) {
+	ns := namespace(t)
+	ctx := t.Context()
+	if err := env.cluster.GrantExempt(ctx, ns, cluster.Ops, "hardening"); err != nil {
+		t.Fatal(err)
+	}
+	ops := kubernetes.NewForConfigOrDie(env.cluster.RESTConfig(cluster.Ops))
+	if _, err := ops.AppsV1().Deployments(ns).Create(ctx, writableDeployment("legacy", 1, hardeningExemption(inDays(30))), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ops.AppsV1().Deployments(ns).Create(ctx, deployment("plain", 1, ctr("web", pinned("plain"))), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	legacy := waitForPods(t, ns, "app=legacy", 1)[0]
+	plain := waitForPods(t, ns, "app=web", 1)[0]
+
+	cfg := env.cluster.RESTConfig(cluster.Admin)
+	cfg.Impersonate = rest.ImpersonationConfig{
+		UserName: "system:serviceaccount:kube-system:replicaset-controller",
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"},
+	}
+	controller := kubernetes.NewForConfigOrDie(cfg)
+	podLike := func(name string, owner corev1.Pod, annotations map[string]string) *corev1.Pod {
+		p := legacy.DeepCopy()
+		p.ObjectMeta = metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "impersonated"}, Annotations: annotations, OwnerReferences: owner.OwnerReferences}
+		p.Spec.NodeName = ""
+		return p
+	}
+	edited := maps.Clone(legacy.Annotations)
+	edited[policy.AnnotationExempt] = "hardening,digest"
+
+	if _, err := controller.CoreV1().Pods(ns).Create(ctx, podLike("genuine", legacy, legacy.Annotations), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("the controller's own pod with its Deployment's grant: %v", err)
+	}
+	_, err := controller.CoreV1().Pods(ns).Create(ctx, podLike("foreign-owner", plain, legacy.Annotations), metav1.CreateOptions{})
+	wantDenied(t, err, "readOnlyRootFilesystem", "grant does not match this exemption for Deployment "+ns+"/plain")
+	_, err = controller.CoreV1().Pods(ns).Create(ctx, podLike("edited", legacy, edited), metav1.CreateOptions{})
+	wantDenied(t, err, "readOnlyRootFilesystem", "grant does not match this exemption for Deployment "+ns+"/legacy")
 }
 
 func TestExemptionByOpsCarriesOverToControllerMadePods(t *testing.T) {
@@ -269,7 +342,7 @@ func TestNamespaceExemption(t *testing.T) {
 	if err != nil {
 		t.Fatalf("unpinned pod still denied in the exempted namespace: %v", err)
 	}
-	waitForEvent(t, ns, "PolicyExempted", "Pod", "vendor", "digest on the namespace granted by namespace "+ns)
+	waitForEvent(t, ns, "PolicyExempted", "Pod", "vendor", "digest on the namespace granted by ops")
 }
 
 func TestDenialOfControllerMadePodRegardsItsReplicaSet(t *testing.T) {
@@ -279,7 +352,8 @@ func TestDenialOfControllerMadePodRegardsItsReplicaSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	ops := kubernetes.NewForConfigOrDie(env.cluster.RESTConfig(cluster.Ops))
-	until := time.Now().Add(6 * time.Second).UTC().Truncate(time.Second)
+	// Long enough for the first pod to be admitted on a busy 2-core machine.
+	until := time.Now().Add(12 * time.Second).UTC().Truncate(time.Second)
 	d, err := ops.AppsV1().Deployments(ns).Create(ctx, writableDeployment("shortlived", 1, hardeningExemption(until.Format(time.RFC3339))), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("deployment with a short exemption: %v", err)

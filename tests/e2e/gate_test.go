@@ -187,7 +187,20 @@ func review(t *testing.T, path string, pod *corev1.Pod) *admissionv1.AdmissionRe
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(env.cluster.CA.CertPEM)
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	anonymous := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	if res, err := anonymous.Post(env.webhook.URL+path, "application/json", bytes.NewReader(body)); err != nil || res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a caller without the API server's client certificate got %v, %v; want 401", res.Status, err)
+	}
+	// As the API server: with a client certificate from the cluster CA.
+	kp, err := env.cluster.CA.IssueClient("e2e-review", nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(kp.CertPEM, kp.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}}}
 	res, err := client.Post(env.webhook.URL+path, "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatalf("post review: %v", err)
@@ -233,6 +246,16 @@ func TestExplicitReadOnlyRootFilesystemFalse(t *testing.T) {
 		want := "bulwark: spec.containers[0].securityContext.readOnlyRootFilesystem: explicit setting conflicts with hardening (check hardening): set to false"
 		if w := warnings.all(); len(w) != 1 || !strings.HasPrefix(w[0], want) {
 			t.Errorf("warnings = %q, want one starting with %q", w, want)
+		}
+
+		// The same for a workload: admitted with the warning at its own admission.
+		d := deployment("warned", 1, *writable("x").Spec.Containers[0].DeepCopy())
+		if _, err := cs.AppsV1().Deployments(ns).Create(t.Context(), d, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("warn mode denied the deployment: %v", err)
+		}
+		want = "bulwark: spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem: explicit setting conflicts with hardening"
+		if w := warnings.all(); len(w) != 2 || !strings.HasPrefix(w[1], want) {
+			t.Errorf("warnings = %q, want a second one starting with %q", w, want)
 		}
 	})
 }
@@ -331,6 +354,21 @@ func TestDryRunDecidesTheSameAndStoresNothing(t *testing.T) {
 	wantHardened(t, "dry-run pod", got.Spec.Containers[0].SecurityContext)
 	if _, err := env.admin.CoreV1().Pods(ns).Get(ctx, "good", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("dry-run pod was stored (get: %v)", err)
+	}
+
+	// No Events on dry run. Events leave one queue in order: once the Event of a
+	// later real denial is there, one for the dry run would be too.
+	_, err = env.dev.CoreV1().Pods(ns).Create(ctx, podOf("marker", ctr("web", "nginx:1.27")), metav1.CreateOptions{})
+	wantDenied(t, err, "spec.containers[0].image")
+	waitForEvent(t, ns, "ImageNotPinned", "Pod", "marker", "nginx:1.27")
+	events, err := env.admin.EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range events.Items {
+		if ev.Regarding.Name == "bad" || ev.Regarding.Name == "good" {
+			t.Errorf("dry run recorded Event %s %s/%s", ev.Reason, ev.Regarding.Kind, ev.Regarding.Name)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/x509"
 	"crypto/rand"
 	"flag"
 	"fmt"
@@ -128,6 +129,7 @@ func startWebhook(ctx context.Context, dir string, c *cluster.Cluster, p *policy
 		Kube:            c.RESTConfig(cluster.Bulwark),
 		GrantKey:        grantKey,
 		EventQueueSize:  1000,
+		ClientCAs:       clientCAs(c),
 	}
 	ctx, stop := context.WithCancel(ctx)
 	ready := make(chan net.Addr, 1)
@@ -153,4 +155,12 @@ func startWebhook(ctx context.Context, dir string, c *cluster.Cluster, p *policy
 func (w *webhookServer) Stop() error {
 	w.stop()
 	return <-w.done
+}
+
+// clientCAs trusts the cluster CA, which issued the API server's webhook client
+// certificate.
+func clientCAs(c *cluster.Cluster) *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(c.CA.CertPEM)
+	return pool
 }

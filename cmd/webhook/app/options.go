@@ -3,6 +3,7 @@
 package app
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -43,6 +44,7 @@ type Options struct {
 	Kubeconfig      string
 	GrantKeyFile    string
 	EventQueueSize  int
+	ClientCAFile    string
 }
 
 // NewOptions returns Options holding the defaults.
@@ -69,6 +71,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.LogLevel, "v", o.LogLevel, "log verbosity")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig for bulwark's own API access (access reviews, namespaces, Events); empty: in-cluster configuration, or none outside a cluster")
 	fs.StringVar(&o.GrantKeyFile, "grant-key-file", o.GrantKeyFile, "file holding the HMAC key (at least 32 bytes) that signs exemption grants, e.g. mounted from a Secret; without it, pods made by controllers cannot inherit exemptions")
+	fs.StringVar(&o.ClientCAFile, "client-ca-file", o.ClientCAFile, "CA bundle (PEM) that verifies the API server's client certificate; when set, /mutate and /validate refuse any caller without one (configure kube-apiserver's AdmissionConfiguration kubeConfigFile to present it)")
 	fs.IntVar(&o.EventQueueSize, "event-queue-size", o.EventQueueSize, "Events waiting to be sent; more are dropped and counted in bulwark_events_dropped_total")
 }
 
@@ -86,6 +89,8 @@ type Config struct {
 	Kube           *rest.Config
 	GrantKey       []byte
 	EventQueueSize int
+	// ClientCAs verify the API server's client certificate; nil: none required.
+	ClientCAs *x509.CertPool
 }
 
 // Config validates o, loads the policy and returns the configuration. Every error
@@ -127,10 +132,22 @@ func (o *Options) Config() (*Config, error) {
 			errs = append(errs, fmt.Errorf("--grant-key-file: key is %d bytes, want at least %d", len(key), minGrantKeyBytes))
 		}
 	}
+	var clientCAs *x509.CertPool
+	if o.ClientCAFile != "" {
+		pem, err := os.ReadFile(o.ClientCAFile)
+		clientCAs = x509.NewCertPool()
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("--client-ca-file: %w", err))
+		case !clientCAs.AppendCertsFromPEM(pem):
+			errs = append(errs, fmt.Errorf("--client-ca-file: no PEM certificate in %s", o.ClientCAFile))
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return &Config{
+		ClientCAs:       clientCAs,
 		BindAddress:     o.BindAddress,
 		CertFile:        o.CertFile,
 		KeyFile:         o.KeyFile,

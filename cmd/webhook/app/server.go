@@ -44,12 +44,8 @@ func NewCommand() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			log := newLogger(cfg.LogLevel)
-			if err := Run(logr.NewContext(ctx, log), cfg, nil); err != nil {
-				log.Error(err, "Webhook failed")
-				return err
-			}
-			return nil
+			// main prints the error Run returns.
+			return Run(logr.NewContext(ctx, newLogger(cfg.LogLevel)), cfg, nil)
 		},
 	}
 	o.AddFlags(cmd.Flags())
@@ -113,9 +109,15 @@ func Run(ctx context.Context, cfg *Config, ready chan<- net.Addr) error {
 	mutate, validate := opts, opts
 	mutate.Stage, validate.Stage = policy.StageMutate, policy.StageValidate
 
+	var mutateHandler, validateHandler http.Handler = admission.NewHandler(mutate).Webhook(), admission.NewHandler(validate).Webhook()
+	if cfg.ClientCAs != nil {
+		mutateHandler, validateHandler = requireClientCert(mutateHandler), requireClientCert(validateHandler)
+	} else {
+		log.Info("No --client-ca-file: any client that reaches the port can ask for decisions; restrict it with a NetworkPolicy")
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/mutate", admission.NewHandler(mutate).Webhook())
-	mux.Handle("/validate", admission.NewHandler(validate).Webhook())
+	mux.Handle("/mutate", mutateHandler)
+	mux.Handle("/validate", validateHandler)
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -135,7 +137,7 @@ func Run(ctx context.Context, cfg *Config, ready chan<- net.Addr) error {
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    1 << 16,
-		TLSConfig:         TLSConfig(watcher.GetCertificate),
+		TLSConfig:         TLSConfig(watcher.GetCertificate, cfg.ClientCAs),
 		// HTTP/2 is off (CVE-2023-44487 and CVE-2023-39325 class attacks); the API
 		// server speaks HTTP/1.1 to webhooks.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
