@@ -5,8 +5,8 @@ package e2e
 
 import (
 	"context"
-	"crypto/x509"
 	"crypto/rand"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"log/slog"
