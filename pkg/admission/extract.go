@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	kjson "sigs.k8s.io/json"
 )
@@ -52,60 +53,112 @@ var templateMetaPointer = map[string]string{
 
 // Kinds lists the kinds bulwark admits, at the versions its webhook rules name
 // (matchPolicy Equivalent makes the API server convert other versions to these).
+// Each is decoded into a partial type holding only what the checks read: decoding
+// status, managedFields and the rest of a workload was a third of a review's CPU.
 var kinds = map[schema.GroupVersionKind]kindSpec{
-	corev1.SchemeGroupVersion.WithKind("Pod"): {specPath: podSpecPath, decode: decodeAs(func(o *corev1.Pod) (*metav1.ObjectMeta, *corev1.PodSpec) {
-		return &o.ObjectMeta, &o.Spec
-	})},
-	corev1.SchemeGroupVersion.WithKind("PodTemplate"): {specPath: podTemplatePath, decode: decodeWithTemplate(func(o *corev1.PodTemplate) (*metav1.ObjectMeta, *metav1.ObjectMeta, *corev1.PodSpec) {
-		return &o.ObjectMeta, &o.Template.ObjectMeta, &o.Template.Spec
-	})},
-	corev1.SchemeGroupVersion.WithKind("ReplicationController"): {specPath: templateSpecPath, decode: decodeWithTemplate(func(o *corev1.ReplicationController) (*metav1.ObjectMeta, *metav1.ObjectMeta, *corev1.PodSpec) {
-		if o.Spec.Template == nil {
-			return &o.ObjectMeta, nil, nil
-		}
-		return &o.ObjectMeta, &o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec
-	})},
-	appsv1.SchemeGroupVersion.WithKind("Deployment"): {specPath: templateSpecPath, decode: decodeWithTemplate(func(o *appsv1.Deployment) (*metav1.ObjectMeta, *metav1.ObjectMeta, *corev1.PodSpec) {
-		return &o.ObjectMeta, &o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec
-	})},
-	appsv1.SchemeGroupVersion.WithKind("ReplicaSet"): {specPath: templateSpecPath, decode: decodeWithTemplate(func(o *appsv1.ReplicaSet) (*metav1.ObjectMeta, *metav1.ObjectMeta, *corev1.PodSpec) {
-		return &o.ObjectMeta, &o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec
-	})},
-	appsv1.SchemeGroupVersion.WithKind("StatefulSet"): {specPath: templateSpecPath, decode: decodeWithTemplate(func(o *appsv1.StatefulSet) (*metav1.ObjectMeta, *metav1.ObjectMeta, *corev1.PodSpec) {
-		return &o.ObjectMeta, &o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec
-	})},
-	appsv1.SchemeGroupVersion.WithKind("DaemonSet"): {specPath: templateSpecPath, decode: decodeWithTemplate(func(o *appsv1.DaemonSet) (*metav1.ObjectMeta, *metav1.ObjectMeta, *corev1.PodSpec) {
-		return &o.ObjectMeta, &o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec
-	})},
-	batchv1.SchemeGroupVersion.WithKind("Job"): {specPath: templateSpecPath, decode: decodeWithTemplate(func(o *batchv1.Job) (*metav1.ObjectMeta, *metav1.ObjectMeta, *corev1.PodSpec) {
-		return &o.ObjectMeta, &o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec
-	})},
-	batchv1.SchemeGroupVersion.WithKind("CronJob"): {specPath: cronJobSpecPath, decode: decodeWithTemplate(func(o *batchv1.CronJob) (*metav1.ObjectMeta, *metav1.ObjectMeta, *corev1.PodSpec) {
-		return &o.ObjectMeta, &o.Spec.JobTemplate.Spec.Template.ObjectMeta, &o.Spec.JobTemplate.Spec.Template.Spec
-	})},
+	corev1.SchemeGroupVersion.WithKind("Pod"):                   {specPath: podSpecPath, decode: decodePod},
+	corev1.SchemeGroupVersion.WithKind("PodTemplate"):           {specPath: podTemplatePath, decode: decodeTemplated[podTemplateDoc]},
+	corev1.SchemeGroupVersion.WithKind("ReplicationController"): {specPath: templateSpecPath, decode: decodeTemplated[workloadDoc]},
+	appsv1.SchemeGroupVersion.WithKind("Deployment"):            {specPath: templateSpecPath, decode: decodeTemplated[workloadDoc]},
+	appsv1.SchemeGroupVersion.WithKind("ReplicaSet"):            {specPath: templateSpecPath, decode: decodeTemplated[workloadDoc]},
+	appsv1.SchemeGroupVersion.WithKind("StatefulSet"):           {specPath: templateSpecPath, decode: decodeTemplated[workloadDoc]},
+	appsv1.SchemeGroupVersion.WithKind("DaemonSet"):             {specPath: templateSpecPath, decode: decodeTemplated[workloadDoc]},
+	batchv1.SchemeGroupVersion.WithKind("Job"):                  {specPath: templateSpecPath, decode: decodeTemplated[workloadDoc]},
+	batchv1.SchemeGroupVersion.WithKind("CronJob"):              {specPath: cronJobSpecPath, decode: decodeTemplated[cronJobDoc]},
 }
 
-// decodeAs returns a decoder for kind T whose pod spec parts() picks out.
-func decodeAs[T any](parts func(*T) (*metav1.ObjectMeta, *corev1.PodSpec)) func([]byte) (*object, error) {
-	return decodeWithTemplate(func(o *T) (*metav1.ObjectMeta, *metav1.ObjectMeta, *corev1.PodSpec) {
-		meta, spec := parts(o)
-		return meta, nil, spec
-	})
+// partialMeta is the part of ObjectMeta bulwark reads.
+type partialMeta struct {
+	Name            string                  `json:"name,omitempty"`
+	GenerateName    string                  `json:"generateName,omitempty"`
+	Namespace       string                  `json:"namespace,omitempty"`
+	UID             types.UID               `json:"uid,omitempty"`
+	Annotations     map[string]string       `json:"annotations,omitempty"`
+	OwnerReferences []metav1.OwnerReference `json:"ownerReferences,omitempty"`
 }
 
-// decodeWithTemplate is decodeAs for kinds with a pod template.
-func decodeWithTemplate[T any](parts func(*T) (*metav1.ObjectMeta, *metav1.ObjectMeta, *corev1.PodSpec)) func([]byte) (*object, error) {
-	return func(raw []byte) (*object, error) {
-		obj := new(T)
-		// Case-sensitive, as the API server decodes: a field spelt in the wrong case
-		// is not silently taken for the right one.
-		if err := kjson.UnmarshalCaseSensitivePreserveInts(raw, obj); err != nil {
-			return nil, err
-		}
-		meta, template, spec := parts(obj)
-		_, isPod := any(obj).(*corev1.Pod)
-		return &object{meta: meta, template: template, spec: spec, pod: isPod}, nil
+func (m *partialMeta) objectMeta() *metav1.ObjectMeta {
+	return &metav1.ObjectMeta{Name: m.Name, GenerateName: m.GenerateName, Namespace: m.Namespace, UID: m.UID,
+		Annotations: m.Annotations, OwnerReferences: m.OwnerReferences}
+}
+
+// templateDoc is a pod template as workloads embed it.
+type templateDoc struct {
+	Metadata partialMeta    `json:"metadata"`
+	Spec     corev1.PodSpec `json:"spec"`
+}
+
+type podDoc struct {
+	Metadata partialMeta    `json:"metadata"`
+	Spec     corev1.PodSpec `json:"spec"`
+}
+
+// workloadDoc fits Deployment, ReplicaSet, StatefulSet, DaemonSet, Job and
+// ReplicationController: their pod template is at spec.template.
+type workloadDoc struct {
+	Metadata partialMeta `json:"metadata"`
+	Spec     struct {
+		Template *templateDoc `json:"template"`
+	} `json:"spec"`
+}
+
+type cronJobDoc struct {
+	Metadata partialMeta `json:"metadata"`
+	Spec     struct {
+		JobTemplate struct {
+			Spec struct {
+				Template *templateDoc `json:"template"`
+			} `json:"spec"`
+		} `json:"jobTemplate"`
+	} `json:"spec"`
+}
+
+type podTemplateDoc struct {
+	Metadata partialMeta  `json:"metadata"`
+	Template *templateDoc `json:"template"`
+}
+
+// templated is a workload document: its metadata and its pod template, if any.
+type templated interface {
+	parts() (*partialMeta, *templateDoc)
+}
+
+func (d *workloadDoc) parts() (*partialMeta, *templateDoc) { return &d.Metadata, d.Spec.Template }
+func (d *cronJobDoc) parts() (*partialMeta, *templateDoc) {
+	return &d.Metadata, d.Spec.JobTemplate.Spec.Template
+}
+func (d *podTemplateDoc) parts() (*partialMeta, *templateDoc) { return &d.Metadata, d.Template }
+
+// unmarshal decodes case-sensitively, as the API server does: a field spelt in the
+// wrong case is not silently taken for the right one.
+func unmarshal(raw []byte, v any) error {
+	return kjson.UnmarshalCaseSensitivePreserveInts(raw, v)
+}
+
+func decodePod(raw []byte) (*object, error) {
+	var d podDoc
+	if err := unmarshal(raw, &d); err != nil {
+		return nil, err
 	}
+	return &object{meta: d.Metadata.objectMeta(), spec: &d.Spec, pod: true}, nil
+}
+
+// decodeTemplated decodes a workload of document type D. A workload without a
+// template (a ReplicationController may omit it) runs no pods: its spec is nil.
+func decodeTemplated[D any, P interface {
+	*D
+	templated
+}](raw []byte) (*object, error) {
+	d := P(new(D))
+	if err := unmarshal(raw, d); err != nil {
+		return nil, err
+	}
+	meta, tmpl := d.parts()
+	obj := &object{meta: meta.objectMeta()}
+	if tmpl != nil {
+		obj.template, obj.spec = tmpl.Metadata.objectMeta(), &tmpl.Spec
+	}
+	return obj, nil
 }
 
 // decodeObject decodes raw as kind gvk.

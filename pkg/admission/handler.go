@@ -83,12 +83,8 @@ func NewHandler(o Options) *Handler {
 
 var _ admission.Handler = (*Handler)(nil)
 
-// Webhook wraps h as controller-runtime's admission webhook, which decodes the
-// AdmissionReview, bounds the request size, recovers panics and writes the response.
-func (h *Handler) Webhook() *admission.Webhook {
-	wh := &admission.Webhook{Handler: h}
-	return wh.WithRecoverPanic(true)
-}
+// Webhook returns h as the http.Handler of its endpoint (see ServeHTTP).
+func (h *Handler) Webhook() http.Handler { return h }
 
 // Handle decides one admission request.
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
