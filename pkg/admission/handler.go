@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -67,6 +68,7 @@ type Handler struct {
 	grantKey   []byte
 	now        func() time.Time
 	budget     time.Duration
+	log        logr.Logger
 }
 
 // NewHandler returns a handler configured by o.
@@ -78,7 +80,8 @@ func NewHandler(o Options) *Handler {
 		o.Budget = DefaultBudget
 	}
 	return &Handler{stage: o.Stage, policy: o.Policy, metrics: o.Metrics, authorizer: o.Authorizer,
-		lookup: o.Lookup, events: o.Events, grantKey: o.GrantKey, now: o.Now, budget: o.Budget}
+		lookup: o.Lookup, events: o.Events, grantKey: o.GrantKey, now: o.Now, budget: o.Budget,
+		log: logf.Log.WithName(string(o.Stage))}
 }
 
 var _ admission.Handler = (*Handler)(nil)
@@ -202,7 +205,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		decision = decisionWarned
 	}
 	resp.AuditAnnotations = auditAnnotations(decision, d.Verdicts, ex, obj.spec)
-	log.Info("Decision", "kind", req.Kind.Kind, "namespace", req.Namespace, "name", describeName(req, obj),
+	log.Info("Decision", "uid", req.UID, "kind", req.Kind.Kind, "namespace", req.Namespace, "name", describeName(req, obj),
 		"user", req.UserInfo.Username, "operation", req.Operation, "dryRun", isDryRun(req),
 		"decision", decision, "annotations", resp.AuditAnnotations)
 	if !isDryRun(req) {

@@ -52,7 +52,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := admission.Request{AdmissionRequest: *review.Request}
-	ctx := logf.IntoContext(r.Context(), logf.Log.WithName("admission").WithValues("uid", req.UID))
+	ctx := logf.IntoContext(r.Context(), h.log)
 	writeReview(w, req.UID, h.handleRecovering(ctx, req))
 }
 
