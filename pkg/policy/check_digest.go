@@ -13,10 +13,8 @@ import (
 // and scanned is exactly what runs.
 //
 // Inspects: <spec>.initContainers[*].image, .containers[*].image,
-//
-//	.ephemeralContainers[*].image, .volumes[*].image.reference
-//
-// Allowed:  repo@sha256:<64 hex>, repo:tag@sha256:<64 hex>
+// .ephemeralContainers[*].image, .volumes[*].image.reference.
+// Allowed: repo@sha256:<64 hex>, repo:tag@sha256:<64 hex>.
 // On a Pod UPDATE only new containers and changed images are judged.
 func checkDigest(p *Policy, in *Input, ch *changes) []Verdict {
 	var out []Verdict

@@ -18,10 +18,9 @@ const TmpVolumeName = "bulwark-tmp"
 // profile.
 //
 // Inspects: <spec>.{initContainers,containers,ephemeralContainers}[*].securityContext
-//
-//	.capabilities.drop/.add, .readOnlyRootFilesystem, .allowPrivilegeEscalation,
-//	.privileged, .seccompProfile; <spec>.securityContext.seccompProfile; <spec>.os.name;
-//	<spec>.volumes and .volumeMounts (for /tmp)
+// .capabilities.drop/.add, .readOnlyRootFilesystem, .allowPrivilegeEscalation,
+// .privileged, .seccompProfile; <spec>.securityContext.seccompProfile; <spec>.os.name;
+// <spec>.volumes and .volumeMounts (for /tmp).
 //
 // Mutate stage (Pods only, not in audit mode): adds each enabled control a container
 // leaves unset. Validate stage: reports values the user set that contradict a control,
