@@ -40,8 +40,8 @@ machine | tee "$out/machine.txt"
 log "1/3 Go benchmarks (count $BENCH_COUNT)"
 go test -run '^$' -bench . -benchmem -count "$BENCH_COUNT" ./pkg/... | tee "$out/go-bench.txt"
 
-log "building bin/loadtest and bin/webhook"
-CGO_ENABLED=0 go build -trimpath -o bin/ ./cmd/loadtest ./cmd/webhook
+log "building bin/loadtest, bin/webhook and bin/bulwark"
+CGO_ENABLED=0 go build -trimpath -o bin/ ./cmd/loadtest ./cmd/webhook ./cmd/bulwark
 
 log "2/3 reviews against the webhook on one core"
 if ! command -v taskset >/dev/null; then
@@ -101,4 +101,14 @@ log "3/3 again, pods already hardened: the mutating webhook returns no patch"
 bin/loadtest apiserver --pods "$APISERVER_PODS" --concurrency 1 --rounds "$APISERVER_ROUNDS" --hardened \
 	--json "$out/apiserver-hardened.json" | tee "$out/apiserver-hardened.txt"
 
-log "done; results in $out/ (machine.txt, go-bench.txt, reviews-*.txt|json, apiserver*.txt|json, webhook.log.gz)"
+log "4/4 bulwark check over a directory of 1,000 manifests (3 runs)"
+rm -rf "$out/manifests"
+bash hack/gen-manifests.sh "$out/manifests" 1000
+for _ in 1 2 3; do
+	start=$(date +%s.%N)
+	# Exit code 1: some generated manifests are denied, on purpose.
+	bin/bulwark check -f "$out/manifests" -o json >"$out/check.json" || [ $? -eq 1 ]
+	awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "bulwark check, 1000 manifests: %.3f s\n", e - s }'
+done | tee "$out/check.txt"
+
+log "done; results in $out/ (machine.txt, go-bench.txt, reviews-*.txt|json, apiserver*.txt|json, check.txt, webhook.log.gz)"

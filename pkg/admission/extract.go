@@ -178,3 +178,9 @@ func decodeObject(gvk schema.GroupVersionKind, raw []byte) (*object, error) {
 	obj.kind = gvk.Kind
 	return obj, nil
 }
+
+// Gates reports whether bulwark admits objects of kind gvk.
+func Gates(gvk schema.GroupVersionKind) bool {
+	_, ok := kinds[gvk]
+	return ok
+}

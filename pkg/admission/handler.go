@@ -89,21 +89,38 @@ var _ admission.Handler = (*Handler)(nil)
 // Webhook returns h as the http.Handler of its endpoint (see ServeHTTP).
 func (h *Handler) Webhook() http.Handler { return h }
 
+// Review is a decision with the findings behind it, for callers that render them
+// themselves (the bulwark CLI).
+type Review struct {
+	Response   admission.Response
+	Decision   string
+	Verdicts   []policy.Verdict
+	Rejections []policy.Rejection
+	Patches    []policy.Patch
+}
+
 // Handle decides one admission request.
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	return h.Review(ctx, req).Response
+}
+
+// Review decides one admission request and returns the findings with the response.
+func (h *Handler) Review(ctx context.Context, req admission.Request) Review {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, h.budget)
 	defer cancel()
-	resp, decision := h.handle(ctx, req)
+	var rv Review
+	resp, decision := h.handle(ctx, req, &rv)
 	if h.stage == policy.StageValidate && resp.AuditAnnotations == nil {
 		resp.AuditAnnotations = map[string]string{"decision": decision}
 	}
 	h.metrics.duration.WithLabelValues(string(h.stage)).Observe(time.Since(start).Seconds())
 	h.metrics.requests.WithLabelValues(string(h.stage), kindLabel(req), operationLabel(req), decision).Inc()
-	return resp
+	rv.Response, rv.Decision = resp, decision
+	return rv
 }
 
-func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.Response, string) {
+func (h *Handler) handle(ctx context.Context, req admission.Request, rv *Review) (admission.Response, string) {
 	log := logf.FromContext(ctx)
 	var op policy.Operation
 	switch req.Operation {
@@ -167,6 +184,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	for _, v := range d.Verdicts {
 		h.metrics.verdicts.WithLabelValues(string(v.Check), string(v.Reason), string(v.Action)).Inc()
 	}
+	rv.Verdicts, rv.Rejections, rv.Patches = d.Verdicts, ex.rejections, d.Patches
 
 	var resp admission.Response
 	decision, denied := decisionAllowed, false
