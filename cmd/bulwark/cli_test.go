@@ -66,22 +66,26 @@ func TestCheckExitCodes(t *testing.T) {
 		wantCode int
 		wantErr  []string // on stderr
 	}{
-		"admitted":            {stdin: pinnedPod, args: []string{"check", "-f", "-"}, wantCode: 0},
-		"denied":              {stdin: unpinnedDeployment, args: []string{"check", "-f", "-"}, wantCode: 1},
-		"warned":              {stdin: unpinnedDeployment, args: []string{"check", "-f", "-", "--policy", warnPolicy}, wantCode: 0},
-		"warned, strict":      {stdin: unpinnedDeployment, args: []string{"check", "-f", "-", "--policy", warnPolicy, "--strict"}, wantCode: 1},
-		"malformed YAML":      {stdin: pinnedPod + "---\nkind: Pod\nmetadata: {name: [\n", args: []string{"check", "-f", "-"}, wantCode: 2, wantErr: []string{"-: document 2: not valid YAML or JSON"}},
-		"unknown kind":        {stdin: pinnedPod + "---\napiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n", args: []string{"check", "-f", "-"}, wantCode: 2, wantErr: []string{"-: document 2: unknown kind example.com/v1 Widget"}},
-		"no kind":             {stdin: "apiVersion: v1\nmetadata: {name: x}\n", args: []string{"check", "-f", "-"}, wantCode: 2, wantErr: []string{"-: document 1: apiVersion and kind are required"}},
-		"empty input":         {stdin: "---\n", args: []string{"check", "-f", "-"}, wantCode: 2, wantErr: []string{"no objects in the input"}},
-		"no input named":      {args: []string{"check"}, wantCode: 2, wantErr: []string{"no input"}},
-		"missing file":        {args: []string{"check", "-f", filepath.Join(dir, "absent.yaml")}, wantCode: 2, wantErr: []string{"absent.yaml", "no such file"}},
-		"missing policy":      {stdin: pinnedPod, args: []string{"check", "-f", "-", "--policy", filepath.Join(dir, "absent.yaml")}, wantCode: 2, wantErr: []string{"--policy", "absent.yaml"}},
-		"invalid policy":      {args: []string{"policy", "validate", writeFile(t, dir, "bad.yaml", "apiVersion: bulwark.dev/v1alpha1\nkind: Policy\nchecks:\n  digest:\n    mode: block\n")}, wantCode: 2, wantErr: []string{"checks.digest.mode"}},
-		"unknown output":      {stdin: pinnedPod, args: []string{"check", "-f", "-", "-o", "xml"}, wantCode: 2, wantErr: []string{"--output"}},
-		"unknown flag":        {args: []string{"check", "--bogus"}, wantCode: 2, wantErr: []string{"unknown flag"}},
-		"valid policy":        {args: []string{"policy", "validate", warnPolicy}, wantCode: 0},
-		"skipped kinds alone": {stdin: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n", args: []string{"check", "-f", "-"}, wantCode: 0},
+		"admitted":                              {stdin: pinnedPod, args: []string{"check", "-f", "-"}, wantCode: 0},
+		"denied":                                {stdin: unpinnedDeployment, args: []string{"check", "-f", "-"}, wantCode: 1},
+		"warned":                                {stdin: unpinnedDeployment, args: []string{"check", "-f", "-", "--policy", warnPolicy}, wantCode: 0},
+		"warned, strict":                        {stdin: unpinnedDeployment, args: []string{"check", "-f", "-", "--policy", warnPolicy, "--strict"}, wantCode: 1},
+		"malformed YAML":                        {stdin: pinnedPod + "---\nkind: Pod\nmetadata: {name: [\n", args: []string{"check", "-f", "-"}, wantCode: 2, wantErr: []string{"-: document 2: not valid YAML or JSON"}},
+		"unknown kind":                          {stdin: pinnedPod + "---\napiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n", args: []string{"check", "-f", "-"}, wantCode: 2, wantErr: []string{"-: document 2: unknown kind example.com/v1 Widget"}},
+		"no kind":                               {stdin: "apiVersion: v1\nmetadata: {name: x}\n", args: []string{"check", "-f", "-"}, wantCode: 2, wantErr: []string{"-: document 1: apiVersion and kind are required"}},
+		"empty input":                           {stdin: "---\n", args: []string{"check", "-f", "-"}, wantCode: 2, wantErr: []string{"no objects in the input"}},
+		"no input named":                        {args: []string{"check"}, wantCode: 2, wantErr: []string{"no input"}},
+		"missing file":                          {args: []string{"check", "-f", filepath.Join(dir, "absent.yaml")}, wantCode: 2, wantErr: []string{"absent.yaml", "no such file"}},
+		"missing policy":                        {stdin: pinnedPod, args: []string{"check", "-f", "-", "--policy", filepath.Join(dir, "absent.yaml")}, wantCode: 2, wantErr: []string{"--policy", "absent.yaml"}},
+		"invalid policy":                        {args: []string{"policy", "validate", writeFile(t, dir, "bad.yaml", "apiVersion: bulwark.dev/v1alpha1\nkind: Policy\nchecks:\n  digest:\n    mode: block\n")}, wantCode: 2, wantErr: []string{"checks.digest.mode"}},
+		"unknown output":                        {stdin: pinnedPod, args: []string{"check", "-f", "-", "-o", "xml"}, wantCode: 2, wantErr: []string{"--output"}},
+		"unknown flag":                          {args: []string{"check", "--bogus"}, wantCode: 2, wantErr: []string{"unknown flag"}},
+		"valid policy":                          {args: []string{"policy", "validate", warnPolicy}, wantCode: 0},
+		"skipped kinds alone":                   {stdin: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n", args: []string{"check", "-f", "-"}, wantCode: 0},
+		"DeploymentList":                        {stdin: "apiVersion: apps/v1\nkind: DeploymentList\nitems:\n  - " + strings.ReplaceAll(unpinnedDeployment, "\n", "\n    "), args: []string{"check", "-f", "-"}, wantCode: 1},
+		"removed version":                       {stdin: "apiVersion: batch/v1beta1\nkind: CronJob\nmetadata: {name: c}\n", args: []string{"check", "-f", "-"}, wantCode: 2, wantErr: []string{"-: document 1: batch/v1beta1 CronJob is not a version bulwark judges"}},
+		"no pod template":                       {stdin: "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  templates: {}\n", args: []string{"check", "-f", "-"}, wantCode: 2, wantErr: []string{"-: document 1", "no pod template"}},
+		"namespace exemption without the right": {stdin: "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: sandbox\n  annotations: {bulwark.dev/exempt: digest, bulwark.dev/exempt-reason: x, bulwark.dev/exempt-until: '2026-12-01'}\n", args: []string{"check", "-f", "-", "--now", "2026-11-26T00:00:00Z"}, wantCode: 1},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -192,6 +196,14 @@ func TestExemptRightFlag(t *testing.T) {
 	}
 	if code, out, errOut := runCLI(t, manifest, "check", "-f", "-", "--now", "2026-11-26T12:00:00Z", "--exempt-right", "-o", "json"); code != 0 || !strings.Contains(out, `"action": "exempt"`) {
 		t.Errorf("with the right: exit %d, %s %s", code, out, errOut)
+	}
+	code, out, _ := runCLI(t, manifest, "check", "-f", "-", "--now", "2026-11-26T12:00:00Z", "--exempt-right", "-o", "sarif")
+	if code != 0 || !strings.Contains(out, `"suppressions"`) || !strings.Contains(out, "reason: OPS-1") {
+		t.Errorf("with the right, SARIF: exit %d, want a suppressed result justified by the exemption:\n%s", code, out)
+	}
+	res, err := gojsonschema.Validate(gojsonschema.NewStringLoader(sarifSchema(t)), gojsonschema.NewStringLoader(out))
+	if err != nil || !res.Valid() {
+		t.Errorf("SARIF with suppressions not valid: %v %v", err, res.Errors())
 	}
 	if code, out, _ := runCLI(t, manifest, "check", "-f", "-", "--now", "2027-01-02T00:00:00Z", "--exempt-right"); code != 1 || !strings.Contains(out, "has passed") {
 		t.Errorf("after expiry: exit %d, %s", code, out)

@@ -1,9 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"path/filepath"
-	"sort"
 
 	"github.com/owenrumney/go-sarif/v3/pkg/report/v210/sarif"
 
@@ -24,21 +24,29 @@ func writeSARIF(w io.Writer, results []*check.Result) error {
 			}
 		}
 	}
-	ids := make([]string, 0, len(rules))
-	for id := range rules {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
 	for _, r := range results {
 		uri := filepath.ToSlash(r.File)
+		// The object and the field, for dashboards that show logical locations.
+		object := fmt.Sprintf("document %d", r.Document)
+		if r.Item > 0 {
+			object += fmt.Sprintf(" item %d", r.Item)
+		}
+		object += fmt.Sprintf(": %s %s", r.Kind, r.Name)
 		for _, f := range r.Findings {
 			run.AddDistinctArtifact(uri)
-			run.CreateResultForRule(f.Check + "/" + f.Reason).
+			loc := sarif.NewLocationWithPhysicalLocation(sarif.NewPhysicalLocation().
+				WithArtifactLocation(sarif.NewSimpleArtifactLocation(uri)).
+				WithRegion(sarif.NewSimpleRegion(f.Line, f.Line))).
+				AddLogicalLocation(sarif.NewLogicalLocation().WithName(f.Path).WithFullyQualifiedName(object + " " + f.Path).WithKind("member"))
+			res := run.CreateResultForRule(f.Check + "/" + f.Reason).
 				WithLevel(level(f.Action)).
 				WithMessage(sarif.NewTextMessage(f.Message)).
-				AddLocation(sarif.NewLocationWithPhysicalLocation(sarif.NewPhysicalLocation().
-					WithArtifactLocation(sarif.NewSimpleArtifactLocation(uri)).
-					WithRegion(sarif.NewSimpleRegion(f.Line, f.Line))))
+				AddLocation(loc)
+			if f.Exemption != "" {
+				// An exempted finding is a suppressed result, with the exemption as
+				// its justification.
+				res.AddSuppression(sarif.NewSuppression().WithKind("external").WithStatus("accepted").WithJustification(f.Exemption))
+			}
 		}
 	}
 	report := sarif.NewReport()
@@ -52,6 +60,8 @@ func level(action string) string {
 		return "error"
 	case "warn":
 		return "warning"
+	case "exempt":
+		return "error" // what it would be; the suppression says why it is not
 	}
 	return "note"
 }

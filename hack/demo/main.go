@@ -242,7 +242,7 @@ func startWebhook(ctx context.Context, bin string, c *cluster.Cluster) (string, 
 		"--kubeconfig="+kubeconfig, "--grant-key-file="+grantKey,
 		// Only the API server, with its client certificate from the cluster CA, may
 		// ask for decisions.
-		"--client-ca-file="+c.CAFile,
+		"--client-ca-file="+c.CAFile, "--client-cert-name="+cluster.WebhookClientName,
 	)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Its own session, like the control plane: it outlives this program and make,

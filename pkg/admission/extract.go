@@ -58,7 +58,7 @@ var templateMetaPointer = map[string]string{
 var kinds = map[schema.GroupVersionKind]kindSpec{
 	corev1.SchemeGroupVersion.WithKind("Pod"):                   {specPath: podSpecPath, decode: decodePod},
 	corev1.SchemeGroupVersion.WithKind("PodTemplate"):           {specPath: podTemplatePath, decode: decodeTemplated[podTemplateDoc]},
-	corev1.SchemeGroupVersion.WithKind("ReplicationController"): {specPath: templateSpecPath, decode: decodeTemplated[workloadDoc]},
+	corev1.SchemeGroupVersion.WithKind("ReplicationController"): {specPath: templateSpecPath, decode: decodeTemplated[rcDoc]},
 	appsv1.SchemeGroupVersion.WithKind("Deployment"):            {specPath: templateSpecPath, decode: decodeTemplated[workloadDoc]},
 	appsv1.SchemeGroupVersion.WithKind("ReplicaSet"):            {specPath: templateSpecPath, decode: decodeTemplated[workloadDoc]},
 	appsv1.SchemeGroupVersion.WithKind("StatefulSet"):           {specPath: templateSpecPath, decode: decodeTemplated[workloadDoc]},
@@ -102,6 +102,9 @@ type workloadDoc struct {
 	} `json:"spec"`
 }
 
+// rcDoc is a ReplicationController, the one workload whose template is optional.
+type rcDoc struct{ workloadDoc }
+
 type cronJobDoc struct {
 	Metadata partialMeta `json:"metadata"`
 	Spec     struct {
@@ -143,8 +146,9 @@ func decodePod(raw []byte) (*object, error) {
 	return &object{meta: d.Metadata.objectMeta(), spec: &d.Spec, pod: true}, nil
 }
 
-// decodeTemplated decodes a workload of document type D. A workload without a
-// template (a ReplicationController may omit it) runs no pods: its spec is nil.
+// decodeTemplated decodes a workload of document type D. A ReplicationController
+// without a template runs no pods: its spec is nil; any other workload without one
+// is an error.
 func decodeTemplated[D any, P interface {
 	*D
 	templated
@@ -155,9 +159,14 @@ func decodeTemplated[D any, P interface {
 	}
 	meta, tmpl := d.parts()
 	obj := &object{meta: meta.objectMeta()}
-	if tmpl != nil {
-		obj.template, obj.spec = tmpl.Metadata.objectMeta(), &tmpl.Spec
+	if tmpl == nil {
+		if _, optional := any(d).(*rcDoc); optional {
+			return obj, nil
+		}
+		// Fail closed: a workload without a pod template is malformed.
+		return nil, fmt.Errorf("no pod template")
 	}
+	obj.template, obj.spec = tmpl.Metadata.objectMeta(), &tmpl.Spec
 	return obj, nil
 }
 
@@ -182,5 +191,15 @@ func decodeObject(gvk schema.GroupVersionKind, raw []byte) (*object, error) {
 // Gates reports whether bulwark admits objects of kind gvk.
 func Gates(gvk schema.GroupVersionKind) bool {
 	_, ok := kinds[gvk]
-	return ok
+	return ok || gvk == namespaceGVK
+}
+
+// GatesKind reports whether bulwark admits some version of kind in group.
+func GatesKind(group, kind string) bool {
+	for gvk := range kinds {
+		if gvk.Group == group && gvk.Kind == kind {
+			return true
+		}
+	}
+	return group == "" && kind == "Namespace"
 }

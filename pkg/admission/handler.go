@@ -177,6 +177,10 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, rv *Review)
 		ex = h.gatherExemptions(ctx, req, obj, p, now)
 		in.Exemptions = ex.honoured
 		d = policy.Evaluate(p, in)
+	} else if h.stage == policy.StageValidate {
+		// Still tell the user about an exemption that is malformed, incomplete or
+		// expired: that needs no access review.
+		ex.rejections = malformedExemptions(obj, p, now)
 	}
 	if h.stage == policy.StageMutate {
 		d.Patches = append(d.Patches, h.mutateGrant(ctx, req, obj, old, p, now)...)
@@ -223,7 +227,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, rv *Review)
 		decision = decisionWarned
 	}
 	resp.AuditAnnotations = auditAnnotations(decision, d.Verdicts, ex, obj.spec)
-	log.Info("Decision", "uid", req.UID, "kind", req.Kind.Kind, "namespace", req.Namespace, "name", describeName(req, obj),
+	log.Info("Decision", "kind", req.Kind.Kind, "namespace", req.Namespace, "name", describeName(req, obj),
 		"user", req.UserInfo.Username, "operation", req.Operation, "dryRun", isDryRun(req),
 		"decision", decision, "annotations", resp.AuditAnnotations)
 	if !isDryRun(req) {
@@ -345,7 +349,8 @@ func (h *Handler) mutateGrant(ctx context.Context, req admission.Request, obj, o
 	if old != nil {
 		oldTemplate = old.template
 	}
-	subject := policy.GrantSubject{Namespace: req.Namespace, Kind: obj.kind, Name: obj.meta.Name}
+	// Bound to the same workload the validating pass verifies against.
+	subject := workloadGrantSubject(req.Namespace, obj)
 	return h.grantPatch(ctx, req, obj.template, oldTemplate, templateMetaPointer[obj.kind], subject, p, now)
 }
 
@@ -374,4 +379,20 @@ func patchResponse(patches []policy.Patch) admission.Response {
 		resp.Patches[i] = jsonpatch.JsonPatchOperation{Operation: p.Op, Path: p.Path, Value: p.Value}
 	}
 	return resp
+}
+
+// malformedExemptions returns the exemptions on obj that fail to parse.
+func malformedExemptions(obj *object, p *policy.Policy, now time.Time) []policy.Rejection {
+	var out []policy.Rejection
+	check := func(meta *metav1.ObjectMeta, origin policy.Origin) {
+		if meta == nil || !policy.HasExemption(meta.Annotations) {
+			return
+		}
+		if _, rej := policy.ParseExemption(meta.Annotations, origin, now, &p.Exemptions); rej != nil {
+			out = append(out, *rej)
+		}
+	}
+	check(obj.meta, policy.OriginObject)
+	check(obj.template, policy.OriginTemplate)
+	return out
 }

@@ -52,7 +52,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := admission.Request{AdmissionRequest: *review.Request}
-	ctx := logf.IntoContext(r.Context(), h.log)
+	ctx := logf.IntoContext(r.Context(), h.log.WithValues("uid", req.UID))
 	writeReview(w, req.UID, h.handleRecovering(ctx, req))
 }
 

@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	kjson "sigs.k8s.io/json"
 
@@ -44,23 +45,30 @@ func (h *Handler) handleNamespace(ctx context.Context, req admission.Request) (a
 	if !policy.HasExemption(ns.Annotations) || sameExemption(ns.Annotations, old.Annotations) {
 		return admission.Allowed(""), decisionAllowed
 	}
-	deny := func(msg string) (admission.Response, string) {
-		resp := admission.Denied(fmt.Sprintf("Namespace %q: %s", ns.Name, msg))
+	deny := func(cause policy.RejectCause, msg string) (admission.Response, string) {
+		full := fmt.Sprintf("Namespace %q: %s", ns.Name, msg)
+		resp := admission.Denied(full)
 		resp.AuditAnnotations = map[string]string{"decision": decisionDenied, "exemption-rejected": truncate(msg, maxAnnotationValue)}
-		h.metrics.exemptions.WithLabelValues(string(policy.OriginNamespace), "rejected", "").Inc()
+		h.metrics.exemptions.WithLabelValues(string(policy.OriginNamespace), "rejected", string(cause)).Inc()
+		logf.FromContext(ctx).Info("Decision", "kind", "Namespace", "name", ns.Name, "user", req.UserInfo.Username,
+			"operation", req.Operation, "dryRun", isDryRun(req), "decision", decisionDenied, "annotations", resp.AuditAnnotations)
+		if h.events != nil && !isDryRun(req) {
+			h.events.Record(Event{Regarding: corev1.ObjectReference{APIVersion: "v1", Kind: "Namespace", Name: ns.Name, UID: ns.UID},
+				Type: corev1.EventTypeWarning, Reason: EventExemptionRejected, Action: "Admission", Note: eventNote(full)})
+		}
 		return resp, decisionDenied
 	}
 	e, rej := policy.ParseExemption(ns.Annotations, policy.OriginNamespace, h.now(), &p.Exemptions)
 	if rej != nil {
-		return deny(rej.Message)
+		return deny(rej.Cause, rej.Message)
 	}
 	// The namespace a right is checked in is the one being annotated.
 	missing, err := h.missingRight(ctx, req.UserInfo, ns.Name, e.Checks())
 	if err != nil {
-		return deny(err.Error())
+		return deny(policy.RejectUnverifiable, err.Error())
 	}
 	if missing != "" {
-		return deny(policy.Unauthorized(e, req.UserInfo.Username, ns.Name, missing).Message)
+		return deny(policy.RejectUnauthorized, policy.Unauthorized(e, req.UserInfo.Username, ns.Name, missing).Message)
 	}
 	resp := admission.Allowed("")
 	e.GrantedBy = req.UserInfo.Username

@@ -90,6 +90,8 @@ type Finding struct {
 	Path    string `json:"path"`
 	Line    int    `json:"line"`
 	Message string `json:"message"`
+	// Exemption says which honoured exemption covers the finding (action exempt).
+	Exemption string `json:"exemption,omitempty"`
 }
 
 // Result is the decision on one document.
@@ -109,14 +111,27 @@ type Result struct {
 
 // Check decides d as the webhook would on CREATE: the mutating pass, its patch
 // applied, then the validating pass. An unknown kind is an InputError.
-func (c *Checker) Check(ctx context.Context, d *Document) (*Result, error) {
+func (c *Checker) Check(ctx context.Context, d *Document) (r *Result, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			r, err = nil, &InputError{File: d.File, Index: d.Index, Err: fmt.Errorf("internal error: %v", v)}
+		}
+	}()
+	return c.check(ctx, d)
+}
+
+func (c *Checker) check(ctx context.Context, d *Document) (*Result, error) {
 	gvk := schema.FromAPIVersionAndKind(d.APIVersion, d.Kind)
 	r := &Result{File: d.File, Document: d.Index + 1, Line: d.Line, Kind: d.Kind, Namespace: d.Namespace, Name: d.Name}
 	if d.Item >= 0 {
 		r.Item = d.Item + 1
 	}
 	if !bulwarkadmission.Gates(gvk) {
-		if scheme.Scheme.Recognizes(gvk) {
+		switch {
+		case bulwarkadmission.GatesKind(gvk.Group, gvk.Kind):
+			// Fail closed: an old or unknown version of a kind bulwark judges.
+			return nil, &InputError{File: d.File, Index: d.Index, Err: fmt.Errorf("%s %s is not a version bulwark judges (nor, for removed versions, one the API server serves)", d.APIVersion, d.Kind)}
+		case scheme.Scheme.Recognizes(gvk):
 			r.Outcome = Skipped
 			return r, nil
 		}
@@ -158,8 +173,12 @@ func (c *Checker) Check(ctx context.Context, d *Document) (*Result, error) {
 	}
 	r.Warnings = v.Response.Warnings
 	for _, vd := range v.Verdicts {
-		r.Findings = append(r.Findings, Finding{Check: string(vd.Check), Reason: string(vd.Reason), Action: string(vd.Action),
-			Path: vd.Path, Line: d.LineOf(vd.Path), Message: vd.String()})
+		f := Finding{Check: string(vd.Check), Reason: string(vd.Reason), Action: string(vd.Action),
+			Path: vd.Path, Line: d.LineOf(vd.Path), Message: vd.String()}
+		if e := vd.Exemption; e != nil {
+			f.Exemption = fmt.Sprintf("exempted on the %s by %s until %s (reason: %s)", e.Origin, e.GrantedBy, e.Until.UTC().Format(time.RFC3339), e.Reason)
+		}
+		r.Findings = append(r.Findings, f)
 	}
 	for _, rej := range v.Rejections {
 		path := "metadata.annotations"

@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
+	syaml "sigs.k8s.io/yaml"
 )
 
 // MaxFileBytes bounds one input file.
@@ -161,40 +162,63 @@ func parse(file string, data []byte) ([]Document, error) {
 		if len(n.Content) == 0 || n.Content[0].Tag == "!!null" {
 			continue // an empty document, e.g. after a trailing ---
 		}
-		root := n.Content[0]
-		d, err := newDocument(file, i, -1, root)
+		expanded, err := expandLists(file, i, -1, n.Content[0], 0)
 		if err != nil {
 			return nil, &InputError{File: file, Index: i, Err: err}
 		}
-		if d.Kind != "List" || !strings.HasSuffix(d.APIVersion, "v1") {
-			docs = append(docs, *d)
-			continue
-		}
-		items := lookup(root, "items")
-		if items == nil || items.Kind != yaml.SequenceNode {
-			return nil, &InputError{File: file, Index: i, Err: errors.New("a List without items")}
-		}
-		for j, item := range items.Content {
-			d, err := newDocument(file, i, j, item)
-			if err != nil {
-				return nil, &InputError{File: file, Index: i, Err: fmt.Errorf("item %d: %w", j+1, err)}
-			}
-			docs = append(docs, *d)
-		}
+		docs = append(docs, expanded...)
 	}
+}
+
+// maxListDepth bounds Lists nested in Lists.
+const maxListDepth = 4
+
+// expandLists returns the object at root, or the objects of a List (v1 List,
+// DeploymentList, …: any kind ending in List with items), as kubectl applies them.
+func expandLists(file string, index, item int, root *yaml.Node, depth int) ([]Document, error) {
+	d, err := newDocument(file, index, item, root)
+	if err != nil {
+		return nil, err
+	}
+	items := lookup(root, "items")
+	if !strings.HasSuffix(d.Kind, "List") || items == nil {
+		return []Document{*d}, nil
+	}
+	if depth >= maxListDepth || items.Kind != yaml.SequenceNode {
+		return nil, fmt.Errorf("%s: items must be a list, nested at most %d deep", d.Kind, maxListDepth)
+	}
+	var docs []Document
+	for j, it := range items.Content {
+		if item >= 0 {
+			j = item // nested: keep the outer item's number
+		}
+		sub, err := expandLists(file, index, j, it, depth+1)
+		if err != nil {
+			return nil, fmt.Errorf("item %d: %w", j+1, err)
+		}
+		docs = append(docs, sub...)
+	}
+	return docs, nil
 }
 
 func newDocument(file string, index, item int, root *yaml.Node) (*Document, error) {
 	if root.Kind != yaml.MappingNode {
 		return nil, errors.New("not an object")
 	}
-	var obj map[string]any
-	if err := root.Decode(&obj); err != nil {
+	// The node is for line numbers; the JSON is made as kubectl makes it, with
+	// sigs.k8s.io/yaml (YAML 1.1: `no` is false, 0777 is octal), so bulwark judges
+	// what the API server would receive.
+	text, err := yaml.Marshal(root)
+	if err != nil {
 		return nil, err
 	}
-	raw, err := json.Marshal(obj)
+	raw, err := syaml.YAMLToJSON(text)
 	if err != nil {
-		return nil, fmt.Errorf("not representable as JSON: %w", err)
+		return nil, err
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return nil, fmt.Errorf("not an object: %w", err)
 	}
 	d := &Document{File: file, Index: index, Item: item, Line: root.Line, JSON: raw, node: root}
 	d.APIVersion, _ = obj["apiVersion"].(string)
@@ -211,15 +235,21 @@ func newDocument(file string, index, item int, root *yaml.Node) (*Document, erro
 
 // lookup returns the value node of key in mapping node m, or nil.
 func lookup(m *yaml.Node, key string) *yaml.Node {
+	_, v := lookupKey(m, key)
+	return v
+}
+
+// lookupKey returns the key and value nodes of key in mapping node m, or nils.
+func lookupKey(m *yaml.Node, key string) (*yaml.Node, *yaml.Node) {
 	if m == nil || m.Kind != yaml.MappingNode {
-		return nil
+		return nil, nil
 	}
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		if m.Content[i].Value == key {
-			return m.Content[i+1]
+			return m.Content[i], m.Content[i+1]
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 // LineOf returns the line of the field at path (as in a verdict:
@@ -229,10 +259,11 @@ func (d *Document) LineOf(path string) int {
 	for _, seg := range strings.Split(path, ".") {
 		name, rest, _ := strings.Cut(seg, "[")
 		if name != "" {
-			if n = lookup(n, name); n == nil {
+			k, v := lookupKey(n, name)
+			if v == nil {
 				return line
 			}
-			line = n.Line
+			n, line = v, k.Line // the key's line: where "image:" stands
 		}
 		for rest != "" {
 			idx, after, ok := strings.Cut(rest, "]")

@@ -52,6 +52,10 @@ const (
 	startTimeout          = 90 * time.Second
 )
 
+// WebhookClientName is the common name of the client certificate the API server
+// presents to admission webhooks.
+const WebhookClientName = "kube-apiserver-webhook-client"
+
 // AssetsEnv names the directory holding the etcd, kube-apiserver and
 // kube-controller-manager binaries.
 const AssetsEnv = "BULWARK_ASSETS"
@@ -241,7 +245,7 @@ func (c *Cluster) writeFiles() error {
 	}
 	// The API server authenticates to admission webhooks with a client certificate
 	// from the cluster CA (webhooks verify it with --client-ca-file).
-	client, err := ca.IssueClient("kube-apiserver-webhook-client", nil, 30*24*time.Hour)
+	client, err := ca.IssueClient(WebhookClientName, nil, 30*24*time.Hour)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -30,24 +32,61 @@ var resources = map[string]schema.GroupVersionResource{
 
 // TestCheckAgreesWithTheWebhook drives every shared fixture through `bulwark
 // check`'s engine and, as the same user, through the real API server and webhook:
-// the outcome, the denial message and the warnings must be the same.
+// the outcome, the denial message and the warnings must be the same — as dev, who
+// may not grant exemptions, and as ops, who may (check --exempt-right).
 func TestCheckAgreesWithTheWebhook(t *testing.T) {
+	t.Run("as dev", func(t *testing.T) { checkAgrees(t, cluster.Dev, false) })
+	t.Run("as ops with the right to exempt", func(t *testing.T) { checkAgrees(t, cluster.Ops, true) })
+}
+
+func checkAgrees(t *testing.T, user string, exemptRight bool) {
 	ns := namespace(t)
-	docs, err := check.Load([]string{"../../deploy/samples", "../fixtures/check"}, nil)
+	if exemptRight {
+		if err := env.cluster.GrantExempt(t.Context(), ns, user, "digest", "signature", "vulnerabilities", "hardening", "base-image"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One fixture carries an exemption dated from today, so it stays within the
+	// maximum window whenever the test runs.
+	dated := filepath.Join(t.TempDir(), "dated-exemption.yaml")
+	manifest := fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: dated
+spec:
+  selector:
+    matchLabels: {app: dated}
+  template:
+    metadata:
+      labels: {app: dated}
+      annotations:
+        bulwark.dev/exempt: hardening
+        bulwark.dev/exempt-reason: "OPS-12: writes its cache to /"
+        bulwark.dev/exempt-until: %q
+    spec:
+      containers:
+        - name: app
+          image: %s
+          securityContext: {readOnlyRootFilesystem: false}
+`, inDays(30), pinned("dated"))
+	if err := os.WriteFile(dated, []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	docs, err := check.Load([]string{"../../deploy/samples", "../fixtures/check", dated}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := policy.Defaults()
-	checker, err := check.NewChecker(&p, check.Options{User: cluster.Dev, Namespace: ns})
+	checker, err := check.NewChecker(&p, check.Options{User: user, Namespace: ns, ExemptRight: exemptRight})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := env.cluster.RESTConfig(cluster.Dev)
+	cfg := env.cluster.RESTConfig(user)
 	warnings := &warningRecorder{}
 	cfg.WarningHandler = warnings
 	client := dynamic.NewForConfigOrDie(cfg)
 
-	judged := 0
+	judged, exempted := 0, 0
 	for i := range docs {
 		d := &docs[i]
 		t.Run(filepath.Base(d.File)+"/"+d.Kind+"/"+d.Name, func(t *testing.T) {
@@ -59,6 +98,11 @@ func TestCheckAgreesWithTheWebhook(t *testing.T) {
 				return
 			}
 			judged++
+			for _, f := range r.Findings {
+				if f.Action == "exempt" {
+					exempted++
+				}
+			}
 			var obj unstructured.Unstructured
 			if err := obj.UnmarshalJSON(d.JSON); err != nil {
 				t.Fatal(err)
@@ -86,5 +130,8 @@ func TestCheckAgreesWithTheWebhook(t *testing.T) {
 	}
 	if judged < 10 {
 		t.Errorf("only %d fixtures judged; the fixture set shrank", judged)
+	}
+	if exemptRight && exempted == 0 {
+		t.Error("no fixture was admitted under an exemption; the exemption case is not compared")
 	}
 }

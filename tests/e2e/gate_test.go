@@ -191,17 +191,23 @@ func review(t *testing.T, path string, pod *corev1.Pod) *admissionv1.AdmissionRe
 	if res, err := anonymous.Post(env.webhook.URL+path, "application/json", bytes.NewReader(body)); err != nil || res.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("a caller without the API server's client certificate got %v, %v; want 401", res.Status, err)
 	}
-	// As the API server: with a client certificate from the cluster CA.
-	kp, err := env.cluster.CA.IssueClient("e2e-review", nil, time.Hour)
-	if err != nil {
-		t.Fatal(err)
+	clientAs := func(cn string) *http.Client {
+		kp, err := env.cluster.CA.IssueClient(cn, nil, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := tls.X509KeyPair(kp.CertPEM, kp.KeyPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}}}
 	}
-	cert, err := tls.X509KeyPair(kp.CertPEM, kp.KeyPEM)
-	if err != nil {
-		t.Fatal(err)
+	// Another client of the same CA (a kubelet, say) is refused too.
+	if res, err := clientAs("system:node:worker-1").Post(env.webhook.URL+path, "application/json", bytes.NewReader(body)); err != nil || res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("another client of the cluster CA got %v, %v; want 401", res.Status, err)
 	}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}}}
-	res, err := client.Post(env.webhook.URL+path, "application/json", bytes.NewReader(body))
+	// As the API server.
+	res, err := clientAs(cluster.WebhookClientName).Post(env.webhook.URL+path, "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatalf("post review: %v", err)
 	}

@@ -130,6 +130,7 @@ func startWebhook(ctx context.Context, dir string, c *cluster.Cluster, p *policy
 		GrantKey:        grantKey,
 		EventQueueSize:  1000,
 		ClientCAs:       clientCAs(c),
+		ClientCertNames: []string{cluster.WebhookClientName},
 	}
 	ctx, stop := context.WithCancel(ctx)
 	ready := make(chan net.Addr, 1)

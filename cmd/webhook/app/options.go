@@ -45,6 +45,7 @@ type Options struct {
 	GrantKeyFile    string
 	EventQueueSize  int
 	ClientCAFile    string
+	ClientCertNames []string
 }
 
 // NewOptions returns Options holding the defaults.
@@ -72,6 +73,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig for bulwark's own API access (access reviews, namespaces, Events); empty: in-cluster configuration, or none outside a cluster")
 	fs.StringVar(&o.GrantKeyFile, "grant-key-file", o.GrantKeyFile, "file holding the HMAC key (at least 32 bytes) that signs exemption grants, e.g. mounted from a Secret; without it, pods made by controllers cannot inherit exemptions")
 	fs.StringVar(&o.ClientCAFile, "client-ca-file", o.ClientCAFile, "CA bundle (PEM) that verifies the API server's client certificate; when set, /mutate and /validate refuse any caller without one (configure kube-apiserver's AdmissionConfiguration kubeConfigFile to present it)")
+	fs.StringSliceVar(&o.ClientCertNames, "client-cert-name", o.ClientCertNames, "with --client-ca-file: accept only client certificates with one of these common names or DNS names (repeatable); needed when the CA signs other clients too")
 	fs.IntVar(&o.EventQueueSize, "event-queue-size", o.EventQueueSize, "Events waiting to be sent; more are dropped and counted in bulwark_events_dropped_total")
 }
 
@@ -91,6 +93,8 @@ type Config struct {
 	EventQueueSize int
 	// ClientCAs verify the API server's client certificate; nil: none required.
 	ClientCAs *x509.CertPool
+	// ClientCertNames, when set, are the names such a certificate must carry.
+	ClientCertNames []string
 }
 
 // Config validates o, loads the policy and returns the configuration. Every error
@@ -146,8 +150,12 @@ func (o *Options) Config() (*Config, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	if len(o.ClientCertNames) > 0 && o.ClientCAFile == "" {
+		return nil, errors.New("--client-cert-name: needs --client-ca-file")
+	}
 	return &Config{
 		ClientCAs:       clientCAs,
+		ClientCertNames: o.ClientCertNames,
 		BindAddress:     o.BindAddress,
 		CertFile:        o.CertFile,
 		KeyFile:         o.KeyFile,

@@ -111,7 +111,7 @@ func Run(ctx context.Context, cfg *Config, ready chan<- net.Addr) error {
 
 	var mutateHandler, validateHandler http.Handler = admission.NewHandler(mutate).Webhook(), admission.NewHandler(validate).Webhook()
 	if cfg.ClientCAs != nil {
-		mutateHandler, validateHandler = requireClientCert(mutateHandler), requireClientCert(validateHandler)
+		mutateHandler, validateHandler = requireClientCert(mutateHandler, cfg.ClientCertNames), requireClientCert(validateHandler, cfg.ClientCertNames)
 	} else {
 		log.Info("No --client-ca-file: any client that reaches the port can ask for decisions; restrict it with a NetworkPolicy")
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -32,14 +33,23 @@ func TLSConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), cli
 }
 
 // requireClientCert refuses requests that did not present a client certificate
-// verified against the client CA: only the API server may ask for decisions, since
-// bulwark trusts the user a review names.
-func requireClientCert(next http.Handler) http.Handler {
+// verified against the client CA — and, when names is not empty, issued to one of
+// names (common name or DNS SAN): only the API server may ask for decisions, since
+// bulwark trusts the user a review names. A CA that also signs other clients'
+// certificates needs names.
+func requireClientCert(next http.Handler, names []string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
-			http.Error(w, "client certificate required", http.StatusUnauthorized)
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || !certNamed(r.TLS.VerifiedChains[0][0], names) {
+			http.Error(w, "client certificate of the API server required", http.StatusUnauthorized)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+func certNamed(c *x509.Certificate, names []string) bool {
+	if len(names) == 0 {
+		return true
+	}
+	return slices.Contains(names, c.Subject.CommonName) || slices.ContainsFunc(c.DNSNames, func(n string) bool { return slices.Contains(names, n) })
 }
