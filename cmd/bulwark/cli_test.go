@@ -137,7 +137,8 @@ func sarifSchema(t *testing.T) string {
 
 func TestSARIFIsValidAndPointsAtTheLine(t *testing.T) {
 	dir := t.TempDir()
-	file := writeFile(t, dir, "app.yaml", pinnedPod+"---\n"+unpinnedDeployment)
+	content := pinnedPod + "---\n" + unpinnedDeployment
+	file := writeFile(t, dir, "app.yaml", content)
 	code, out, errOut := runCLI(t, "", "check", "-f", file, "-o", "sarif")
 	if code != 1 {
 		t.Fatalf("exit %d, want 1 (denied): %s", code, errOut)
@@ -173,7 +174,7 @@ func TestSARIFIsValidAndPointsAtTheLine(t *testing.T) {
 	r := log.Runs[0].Results[0]
 	// The unpinned image's line in the file the user wrote.
 	wantLine := 0
-	for i, l := range strings.Split(pinnedPod+"---\n"+unpinnedDeployment, "\n") {
+	for i, l := range strings.Split(content, "\n") {
 		if strings.Contains(l, "image: nginx:1.27") {
 			wantLine = i + 1
 		}
@@ -207,5 +208,75 @@ func TestExemptRightFlag(t *testing.T) {
 	}
 	if code, out, _ := runCLI(t, manifest, "check", "-f", "-", "--now", "2027-01-02T00:00:00Z", "--exempt-right"); code != 1 || !strings.Contains(out, "has passed") {
 		t.Errorf("after expiry: exit %d, %s", code, out)
+	}
+}
+
+// TestEverySARIFResultPointsAtItsLine: several findings in several documents, each
+// result's region must be the line of its own field.
+func TestEverySARIFResultPointsAtItsLine(t *testing.T) {
+	content := `apiVersion: v1
+kind: Pod
+metadata:
+  name: many
+spec:
+  initContainers:
+    - name: init
+      image: busybox:1.36 # finding 1
+  containers:
+    - name: web
+      image: registry.example/demo/web:1@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+      securityContext:
+        readOnlyRootFilesystem: false # finding 2
+        allowPrivilegeEscalation: true # finding 3
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: nightly
+spec:
+  schedule: "0 3 * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers:
+            - name: job
+              image: alpine:3.20 # finding 4
+`
+	file := writeFile(t, t.TempDir(), "many.yaml", content)
+	code, out, errOut := runCLI(t, "", "check", "-f", file, "-o", "sarif")
+	if code != 1 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	res, err := gojsonschema.Validate(gojsonschema.NewStringLoader(sarifSchema(t)), gojsonschema.NewStringLoader(out))
+	if err != nil || !res.Valid() {
+		t.Fatalf("invalid SARIF: %v %v", err, res.Errors())
+	}
+	var log struct {
+		Runs []struct {
+			Results []struct {
+				Locations []struct {
+					PhysicalLocation struct {
+						Region struct{ StartLine int } `json:"region"`
+					} `json:"physicalLocation"`
+				} `json:"locations"`
+			} `json:"results"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal([]byte(out), &log); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(content, "\n")
+	var got []int
+	for _, r := range log.Runs[0].Results {
+		n := r.Locations[0].PhysicalLocation.Region.StartLine
+		got = append(got, n)
+		if n < 1 || n > len(lines) || !strings.Contains(lines[n-1], "# finding") {
+			t.Errorf("result at line %d: %q is not a finding's line", n, lines[max(n-1, 0)])
+		}
+	}
+	if len(got) != 4 {
+		t.Errorf("got %d results at lines %v, want 4", len(got), got)
 	}
 }
