@@ -18,6 +18,10 @@ help: ## List the targets.
 build: ## Build the webhook and tools into bin/.
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
 
+.PHONY: certs
+certs: ## Write a development CA and serving certificate for the webhook Service to certs/dev/.
+	$(GO) run ./certs/gen --dir certs/dev
+
 .PHONY: controlplane
 controlplane: ## Build (once) and cache the local control plane binaries.
 	@bash hack/build-controlplane.sh >/dev/null
