@@ -26,8 +26,12 @@ certs: ## Write a development CA and serving certificate for the webhook Service
 controlplane: ## Build (once) and cache the local control plane binaries.
 	@bash hack/build-controlplane.sh >/dev/null
 
+.PHONY: tools
+tools: ## Build (once) and cache helm and kustomize for the chart tests.
+	@bash hack/build-tools.sh >/dev/null
+
 .PHONY: test
-test: controlplane ## Run every test: unit, golden, fuzz seeds, and e2e against the real kube-apiserver.
+test: controlplane tools ## Run every test: unit, golden, fuzz seeds, and e2e against the real kube-apiserver.
 	BULWARK_ASSETS=$$(bash hack/build-controlplane.sh) $(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 .PHONY: test-unit
