@@ -10,15 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/restmapper"
 
 	"github.com/bulwark-dev/bulwark/pkg/check"
 	"github.com/bulwark-dev/bulwark/pkg/policy"
@@ -185,35 +177,8 @@ func TestHelmAndKustomizeRenderTheSameSafeObjects(t *testing.T) {
 	}
 
 	// The API server accepts every rendered object.
-	if _, err := env.admin.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bulwark-system"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	cfg := env.cluster.RESTConfig(cluster.Admin)
-	client := dynamic.NewForConfigOrDie(cfg)
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(cfg)))
 	for name, rendering := range map[string]map[string]*unstructured.Unstructured{"kustomize": k, "helm defaults": h, "helm custom": c} {
-		for key, o := range rendering {
-			if strings.HasSuffix(o.GetKind(), "WebhookConfiguration") {
-				o.SetName(o.GetName() + "-rendered") // do not merge with the tests' own
-			}
-			gvk := o.GroupVersionKind()
-			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-			if err != nil {
-				t.Errorf("%s %s: %v", name, key, err)
-				continue
-			}
-			var r dynamic.ResourceInterface = client.Resource(m.Resource)
-			if o.GetNamespace() != "" {
-				r = client.Resource(m.Resource).Namespace(o.GetNamespace())
-			}
-			body, err := o.MarshalJSON()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := r.Patch(t.Context(), o.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: "bulwark-e2e", Force: ptrTo(true), DryRun: []string{metav1.DryRunAll}}); err != nil {
-				t.Errorf("%s: %s rejected by the API server: %v", name, key, err)
-			}
-		}
+		applyAll(t, name, rendering, func(string) bool { return false })
 	}
 }
 

@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,91 +14,28 @@ import (
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/restmapper"
-	"sigs.k8s.io/yaml"
 
-	"github.com/bulwark-dev/bulwark/pkg/check"
+	"github.com/bulwark-dev/bulwark/tests/cluster"
 )
 
 // TestDeployManifestsAreAcceptedAndLeastPrivileged applies every object of
-// deploy/base with server-side apply — as a dry run, since nothing runs here and the
-// webhook configurations would point at a Service with no pods — and then, for
-// real, the webhook's ServiceAccount and RBAC, and asks the API server what they
-// allow.
+// `kustomize build deploy/base` with server-side apply — as a dry run, since nothing
+// runs here and the webhook configurations would point at a Service with no pods —
+// except the webhook's ServiceAccount and RBAC, applied for real, and asks the API
+// server what they allow.
 func TestDeployManifestsAreAcceptedAndLeastPrivileged(t *testing.T) {
 	ctx := t.Context()
-	base := "../../deploy/base"
-	var kustomization struct{ Resources []string }
-	data, err := os.ReadFile(filepath.Join(base, "kustomization.yaml"))
+	base, err := runTool(t, tool(t, "kustomize"), "build", "../../deploy/base")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := yaml.Unmarshal(data, &kustomization); err != nil {
-		t.Fatal(err)
-	}
-	var paths []string
-	for _, r := range kustomization.Resources {
-		paths = append(paths, filepath.Join(base, r))
-	}
-	docs, err := check.Load(paths, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The configMapGenerator's ConfigMap, from the shipped policy file.
-	policyYAML, err := os.ReadFile(filepath.Join(base, "policy.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cm, err := yaml.Marshal(corev1.ConfigMap{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
-		ObjectMeta: metav1.ObjectMeta{Name: "bulwark-policy", Namespace: "bulwark-system"}, Data: map[string]string{"policy.yaml": string(policyYAML)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmJSON, err := yaml.YAMLToJSON(cm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	docs = append(docs, check.Document{File: "configMapGenerator", Kind: "ConfigMap", JSON: cmJSON})
-
-	cfg := env.cluster.RESTConfig("admin")
-	client := dynamic.NewForConfigOrDie(cfg)
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(cfg)))
-	if _, err := env.admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bulwark-system"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
+	objs := objects(t, base)
+	applyAll(t, "kustomize", objs, func(kind string) bool {
+		return kind == "ServiceAccount" || kind == "ClusterRole" || kind == "ClusterRoleBinding"
+	})
 	kinds := map[string]bool{}
-	for _, d := range docs {
-		var obj unstructured.Unstructured
-		if err := obj.UnmarshalJSON(d.JSON); err != nil {
-			t.Fatalf("%s %s: %v", d.File, d.Kind, err)
-		}
-		gvk := obj.GroupVersionKind()
-		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		if err != nil {
-			t.Fatalf("%s %s: %v", d.File, gvk, err)
-		}
-		ri := client.Resource(m.Resource)
-		var r dynamic.ResourceInterface = ri
-		if obj.GetNamespace() != "" {
-			r = ri.Namespace(obj.GetNamespace())
-		}
-		body := d.JSON
-		if strings.HasSuffix(obj.GetKind(), "WebhookConfiguration") {
-			// The tests' own "bulwark" configurations point at a URL; a dry run of
-			// the shipped ones must not merge with them.
-			obj.SetName(obj.GetName() + "-as-shipped")
-			if body, err = obj.MarshalJSON(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		real := obj.GetKind() == "ServiceAccount" || obj.GetKind() == "ClusterRole" || obj.GetKind() == "ClusterRoleBinding"
-		opts := metav1.PatchOptions{FieldManager: "bulwark-e2e", Force: ptrTo(true)}
-		if !real {
-			opts.DryRun = []string{metav1.DryRunAll}
-		}
-		if _, err := r.Patch(ctx, obj.GetName(), types.ApplyPatchType, body, opts); err != nil {
-			t.Errorf("%s: %s %s rejected by the API server: %v", d.File, obj.GetKind(), obj.GetName(), err)
-		}
-		kinds[obj.GetKind()] = true
+	for _, o := range objs {
+		kinds[o.GetKind()] = true
 	}
 	for _, k := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Service", "NetworkPolicy", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "ConfigMap"} {
 		if !kinds[k] {
@@ -139,3 +74,44 @@ func TestDeployManifestsAreAcceptedAndLeastPrivileged(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// applyAll applies objs as admin with server-side apply — for real where real(kind),
+// as a dry run otherwise — and reports every object the API server rejects. Webhook
+// configurations are renamed so that they never merge with the tests' own.
+func applyAll(t *testing.T, label string, objs map[string]*unstructured.Unstructured, real func(kind string) bool) {
+	t.Helper()
+	ctx := t.Context()
+	if _, err := env.admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bulwark-system"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	cfg := env.cluster.RESTConfig(cluster.Admin)
+	client := dynamic.NewForConfigOrDie(cfg)
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(cfg)))
+	for key, o := range objs {
+		o = o.DeepCopy()
+		if strings.HasSuffix(o.GetKind(), "WebhookConfiguration") {
+			o.SetName(o.GetName() + "-as-rendered")
+		}
+		gvk := o.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			t.Errorf("%s %s: %v", label, key, err)
+			continue
+		}
+		var r dynamic.ResourceInterface = client.Resource(m.Resource)
+		if o.GetNamespace() != "" {
+			r = client.Resource(m.Resource).Namespace(o.GetNamespace())
+		}
+		body, err := o.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := metav1.PatchOptions{FieldManager: "bulwark-e2e", Force: ptrTo(true)}
+		if !real(o.GetKind()) {
+			opts.DryRun = []string{metav1.DryRunAll}
+		}
+		if _, err := r.Patch(ctx, o.GetName(), types.ApplyPatchType, body, opts); err != nil {
+			t.Errorf("%s: %s rejected by the API server: %v", label, key, err)
+		}
+	}
+}
