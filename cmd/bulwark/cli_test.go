@@ -151,20 +151,7 @@ func TestSARIFIsValidAndPointsAtTheLine(t *testing.T) {
 		t.Fatalf("SARIF output is not valid against the 2.1.0 schema: %v\n%s", res.Errors(), out)
 	}
 
-	var log struct {
-		Runs []struct {
-			Results []struct {
-				RuleID    string `json:"ruleId"`
-				Level     string `json:"level"`
-				Locations []struct {
-					PhysicalLocation struct {
-						ArtifactLocation struct{ URI string }    `json:"artifactLocation"`
-						Region           struct{ StartLine int } `json:"region"`
-					} `json:"physicalLocation"`
-				} `json:"locations"`
-			} `json:"results"`
-		} `json:"runs"`
-	}
+	var log sarifLog
 	if err := json.Unmarshal([]byte(out), &log); err != nil {
 		t.Fatal(err)
 	}
@@ -253,17 +240,7 @@ spec:
 	if err != nil || !res.Valid() {
 		t.Fatalf("invalid SARIF: %v %v", err, res.Errors())
 	}
-	var log struct {
-		Runs []struct {
-			Results []struct {
-				Locations []struct {
-					PhysicalLocation struct {
-						Region struct{ StartLine int } `json:"region"`
-					} `json:"physicalLocation"`
-				} `json:"locations"`
-			} `json:"results"`
-		} `json:"runs"`
-	}
+	var log sarifLog
 	if err := json.Unmarshal([]byte(out), &log); err != nil {
 		t.Fatal(err)
 	}
@@ -279,4 +256,20 @@ spec:
 	if len(got) != 4 {
 		t.Errorf("got %d results at lines %v, want 4", len(got), got)
 	}
+}
+
+// sarifLog is the part of a SARIF log the tests read.
+type sarifLog struct {
+	Runs []struct {
+		Results []struct {
+			RuleID    string `json:"ruleId"`
+			Level     string `json:"level"`
+			Locations []struct {
+				PhysicalLocation struct {
+					ArtifactLocation struct{ URI string }    `json:"artifactLocation"`
+					Region           struct{ StartLine int } `json:"region"`
+				} `json:"physicalLocation"`
+			} `json:"locations"`
+		} `json:"results"`
+	} `json:"runs"`
 }

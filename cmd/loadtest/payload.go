@@ -17,6 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+
+	"github.com/bulwark-dev/bulwark/pkg/policy"
 )
 
 // Kinds of object the reviews command can replay.
@@ -137,13 +139,9 @@ func admittedPod(namespace, name string, validate bool) *corev1.Pod {
 // harden gives every container of pod the securityContext bulwark's mutating
 // webhook adds under the default policy, so that webhook has nothing to patch.
 func harden(pod *corev1.Pod) *corev1.Pod {
+	p := policy.Defaults()
 	for i := range pod.Spec.Containers {
-		pod.Spec.Containers[i].SecurityContext = &corev1.SecurityContext{
-			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-			ReadOnlyRootFilesystem:   ptr.To(true),
-			AllowPrivilegeEscalation: ptr.To(false),
-			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-		}
+		pod.Spec.Containers[i].SecurityContext = p.Checks.Hardening.SecurityContext()
 	}
 	return pod
 }

@@ -78,13 +78,9 @@ func benchReview(b *testing.B, stage policy.Stage) []byte {
 		}
 		pod.UID = "6f0b1d2e-3c4a-4b5c-9d6e-7f8091a2b3c4"
 		pod.CreationTimestamp = pod.ManagedFields[0].Time.Rfc3339Copy()
+		defaults := policy.Defaults()
 		for i := range pod.Spec.Containers {
-			pod.Spec.Containers[i].SecurityContext = &corev1.SecurityContext{
-				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-				ReadOnlyRootFilesystem:   ptr.To(true),
-				AllowPrivilegeEscalation: ptr.To(false),
-				SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-			}
+			pod.Spec.Containers[i].SecurityContext = defaults.Checks.Hardening.SecurityContext()
 		}
 		var err error
 		if object, err = json.Marshal(&pod); err != nil {

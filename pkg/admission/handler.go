@@ -20,14 +20,14 @@ import (
 	"github.com/bulwark-dev/bulwark/pkg/policy"
 )
 
-// Decision labels of the bulwark_admission_requests_total metric and values of the
-// "decision" audit annotation.
+// Decisions: labels of the bulwark_admission_requests_total metric, values of the
+// "decision" audit annotation and of Review.Decision.
 const (
-	decisionAllowed = "allowed"
-	decisionPatched = "patched"
-	decisionWarned  = "warned"
-	decisionDenied  = "denied"
-	decisionError   = "error"
+	DecisionAllowed = "allowed"
+	DecisionPatched = "patched"
+	DecisionWarned  = "warned"
+	DecisionDenied  = "denied"
+	DecisionError   = "error"
 )
 
 // maxAnnotationValue bounds each audit annotation value.
@@ -130,14 +130,14 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, rv *Review)
 		op = policy.OperationUpdate
 	case admissionv1.Delete, admissionv1.Connect:
 		// They start nothing new.
-		return admission.Allowed(""), decisionAllowed
+		return admission.Allowed(""), DecisionAllowed
 	default:
 		// Fail closed: a request without a known operation is not a real review.
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("unsupported operation %q", req.Operation)), decisionError
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("unsupported operation %q", req.Operation)), DecisionError
 	}
 	if req.SubResource != "" && req.SubResource != "ephemeralcontainers" {
 		// Status and other subresources cannot change what runs.
-		return admission.Allowed(""), decisionAllowed
+		return admission.Allowed(""), DecisionAllowed
 	}
 	gvk := schema.GroupVersionKind(req.Kind)
 	if gvk == namespaceGVK {
@@ -148,10 +148,10 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, rv *Review)
 	if err != nil {
 		// Fail closed: what bulwark cannot read, it does not admit.
 		log.Info("Rejected undecodable request", "error", err.Error())
-		return admission.Errored(http.StatusBadRequest, err), decisionError
+		return admission.Errored(http.StatusBadRequest, err), DecisionError
 	}
 	if obj.spec == nil {
-		return admission.Allowed(""), decisionAllowed
+		return admission.Allowed(""), DecisionAllowed
 	}
 	p := h.policy()
 	now := h.now()
@@ -161,13 +161,13 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, rv *Review)
 		old, err = decodeObject(gvk, req.OldObject.Raw)
 		if err != nil {
 			log.Info("Rejected undecodable request", "error", err.Error())
-			return admission.Errored(http.StatusBadRequest, fmt.Errorf("old object: %w", err)), decisionError
+			return admission.Errored(http.StatusBadRequest, fmt.Errorf("old object: %w", err)), DecisionError
 		}
 		in.OldSpec = old.spec
 		in.ExemptionsChanged = exemptionAnnotationsDiffer(obj, old)
 	}
 	if !policy.NeedsJudgement(in) {
-		return admission.Allowed(""), decisionAllowed
+		return admission.Allowed(""), DecisionAllowed
 	}
 	d := policy.Evaluate(p, in)
 	var ex exemptions
@@ -191,7 +191,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, rv *Review)
 	rv.Verdicts, rv.Rejections, rv.Patches = d.Verdicts, ex.rejections, d.Patches
 
 	var resp admission.Response
-	decision, denied := decisionAllowed, false
+	decision, denied := DecisionAllowed, false
 	switch {
 	case d.Denied():
 		denied = true
@@ -201,10 +201,10 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, rv *Review)
 			msg += "\n- " + r.String()
 		}
 		resp = admission.Denied(msg)
-		decision = decisionDenied
+		decision = DecisionDenied
 	case len(d.Patches) > 0:
 		resp = patchResponse(d.Patches)
-		decision = decisionPatched
+		decision = DecisionPatched
 	default:
 		resp = admission.Allowed("")
 	}
@@ -223,8 +223,8 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, rv *Review)
 	for _, v := range d.ByAction(policy.ActionWarn) {
 		resp.Warnings = append(resp.Warnings, "bulwark: "+v.String())
 	}
-	if decision == decisionAllowed && len(resp.Warnings) > 0 {
-		decision = decisionWarned
+	if decision == DecisionAllowed && len(resp.Warnings) > 0 {
+		decision = DecisionWarned
 	}
 	resp.AuditAnnotations = auditAnnotations(decision, d.Verdicts, ex, obj.spec)
 	log.Info("Decision", "kind", req.Kind.Kind, "namespace", req.Namespace, "name", describeName(req, obj),

@@ -23,11 +23,11 @@ var namespaceGVK = corev1.SchemeGroupVersion.WithKind("Namespace")
 func (h *Handler) handleNamespace(ctx context.Context, req admission.Request) (admission.Response, string) {
 	var ns, old corev1.Namespace
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(req.Object.Raw, &ns); err != nil {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode Namespace: %w", err)), decisionError
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode Namespace: %w", err)), DecisionError
 	}
 	if req.Operation == "UPDATE" {
 		if err := kjson.UnmarshalCaseSensitivePreserveInts(req.OldObject.Raw, &old); err != nil {
-			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode old Namespace: %w", err)), decisionError
+			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode old Namespace: %w", err)), DecisionError
 		}
 	}
 	p := h.policy()
@@ -38,25 +38,25 @@ func (h *Handler) handleNamespace(ctx context.Context, req admission.Request) (a
 		}
 		patches := h.grantPatch(ctx, req, &ns.ObjectMeta, oldMeta, "/metadata", namespaceSubject(ns.Name), p, h.now())
 		if len(patches) == 0 {
-			return admission.Allowed(""), decisionAllowed
+			return admission.Allowed(""), DecisionAllowed
 		}
-		return patchResponse(patches), decisionPatched
+		return patchResponse(patches), DecisionPatched
 	}
 	if !policy.HasExemption(ns.Annotations) || sameExemption(ns.Annotations, old.Annotations) {
-		return admission.Allowed(""), decisionAllowed
+		return admission.Allowed(""), DecisionAllowed
 	}
 	deny := func(cause policy.RejectCause, msg string) (admission.Response, string) {
 		full := fmt.Sprintf("Namespace %q: %s", ns.Name, msg)
 		resp := admission.Denied(full)
-		resp.AuditAnnotations = map[string]string{"decision": decisionDenied, "exemption-rejected": truncate(msg, maxAnnotationValue)}
+		resp.AuditAnnotations = map[string]string{"decision": DecisionDenied, "exemption-rejected": truncate(msg, maxAnnotationValue)}
 		h.metrics.exemptions.WithLabelValues(string(policy.OriginNamespace), "rejected", string(cause)).Inc()
 		logf.FromContext(ctx).Info("Decision", "kind", "Namespace", "name", ns.Name, "user", req.UserInfo.Username,
-			"operation", req.Operation, "dryRun", isDryRun(req), "decision", decisionDenied, "annotations", resp.AuditAnnotations)
+			"operation", req.Operation, "dryRun", isDryRun(req), "decision", DecisionDenied, "annotations", resp.AuditAnnotations)
 		if h.events != nil && !isDryRun(req) {
 			h.events.Record(Event{Regarding: corev1.ObjectReference{APIVersion: "v1", Kind: "Namespace", Name: ns.Name, UID: ns.UID},
 				Type: corev1.EventTypeWarning, Reason: EventExemptionRejected, Action: "Admission", Note: eventNote(full)})
 		}
-		return resp, decisionDenied
+		return resp, DecisionDenied
 	}
 	e, rej := policy.ParseExemption(ns.Annotations, policy.OriginNamespace, h.now(), &p.Exemptions)
 	if rej != nil {
@@ -72,8 +72,8 @@ func (h *Handler) handleNamespace(ctx context.Context, req admission.Request) (a
 	}
 	resp := admission.Allowed("")
 	e.GrantedBy = req.UserInfo.Username
-	resp.AuditAnnotations = map[string]string{"decision": decisionAllowed, "exemption": truncate(exemptionSummary(e), maxAnnotationValue)}
-	return resp, decisionAllowed
+	resp.AuditAnnotations = map[string]string{"decision": DecisionAllowed, "exemption": truncate(exemptionSummary(e), maxAnnotationValue)}
+	return resp, DecisionAllowed
 }
 
 func sameExemption(a, b map[string]string) bool {

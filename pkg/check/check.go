@@ -162,7 +162,7 @@ func (c *Checker) check(ctx context.Context, d *Document) (*Result, error) {
 	}
 	v := c.validate.Review(ctx, req)
 	switch {
-	case v.Decision == "error":
+	case v.Decision == bulwarkadmission.DecisionError:
 		return nil, &InputError{File: d.File, Index: d.Index, Err: fmt.Errorf("%s", v.Response.Result.Message)}
 	case !v.Response.Allowed:
 		r.Outcome, r.Message = Denied, v.Response.Result.Message

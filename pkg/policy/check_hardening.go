@@ -47,6 +47,25 @@ func checkHardening(p *Policy, in *Input, ch *changes) ([]Verdict, []Patch) {
 	return h.verdicts, h.patches
 }
 
+// SecurityContext returns the securityContext the mutating pass gives a container
+// that has none, under c. Benchmarks and tests use it to build already-hardened pods.
+func (c *HardeningConfig) SecurityContext() *corev1.SecurityContext {
+	sc := &corev1.SecurityContext{}
+	if c.DropAllCapabilities {
+		sc.Capabilities = &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}
+	}
+	if c.ReadOnlyRootFilesystem {
+		sc.ReadOnlyRootFilesystem = ptr.To(true)
+	}
+	if c.DisallowPrivilegeEscalation {
+		sc.AllowPrivilegeEscalation = ptr.To(false)
+	}
+	if c.SeccompRuntimeDefault {
+		sc.SeccompProfile = &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}
+	}
+	return sc
+}
+
 type hardener struct {
 	cfg *HardeningConfig
 	in  *Input

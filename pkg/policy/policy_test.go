@@ -18,12 +18,8 @@ const (
 
 // hardened is a security context that satisfies every default control.
 func hardened() *corev1.SecurityContext {
-	return &corev1.SecurityContext{
-		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-		ReadOnlyRootFilesystem:   ptr.To(true),
-		AllowPrivilegeEscalation: ptr.To(false),
-		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-	}
+	p := Defaults()
+	return p.Checks.Hardening.SecurityContext()
 }
 
 func podInput(stage Stage, spec corev1.PodSpec) *Input {
@@ -433,5 +429,29 @@ func TestDenialMessage(t *testing.T) {
 	want := "Pod \"web\" violates bulwark policy:\n- spec.containers[0].image: image not pinned by digest (check digest): \"nginx\""
 	if got := d.DenialMessage(`Pod "web"`); got != want {
 		t.Errorf("DenialMessage = %q, want %q", got, want)
+	}
+}
+
+// TestSecurityContextIsWhatTheMutationAdds keeps HardeningConfig.SecurityContext
+// equal to the patch a container without a securityContext gets.
+func TestSecurityContextIsWhatTheMutationAdds(t *testing.T) {
+	for name, edit := range map[string]func(*HardeningConfig){
+		"defaults":   func(*HardeningConfig) {},
+		"no seccomp": func(c *HardeningConfig) { c.SeccompRuntimeDefault = false },
+		"only drop ALL": func(c *HardeningConfig) {
+			c.ReadOnlyRootFilesystem, c.DisallowPrivilegeEscalation, c.SeccompRuntimeDefault = false, false, false
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := Defaults()
+			edit(&p.Checks.Hardening)
+			d := Evaluate(&p, podInput(StageMutate, corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: pinned}}}))
+			if len(d.Patches) != 1 {
+				t.Fatalf("patches %v, want one", d.Patches)
+			}
+			if diff := cmp.Diff(p.Checks.Hardening.SecurityContext(), d.Patches[0].Value); diff != "" {
+				t.Errorf("(-SecurityContext +patch):\n%s", diff)
+			}
+		})
 	}
 }
