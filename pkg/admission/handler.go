@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/bulwark-dev/bulwark/pkg/policy"
+	"github.com/bulwark-dev/bulwark/pkg/verify"
 )
 
 // Decisions: labels of the bulwark_admission_requests_total metric, values of the
@@ -51,6 +52,14 @@ type Options struct {
 	// Budget bounds the work on one request, so bulwark answers before the API
 	// server's webhook timeout. Defaults to DefaultBudget.
 	Budget time.Duration
+	// Verifier verifies image signatures; without it every image the signature
+	// check judges is denied as unverified.
+	Verifier verify.Verifier
+	// Resolver resolves tags (pinning: resolve); without it tags stay unresolved.
+	Resolver Resolver
+	// Keychains gives pods' registry credentials; without it registries are
+	// accessed anonymously.
+	Keychains Keychains
 }
 
 // DefaultBudget leaves a safety margin under the webhook configurations'
@@ -68,6 +77,9 @@ type Handler struct {
 	grantKey   []byte
 	now        func() time.Time
 	budget     time.Duration
+	verifier   verify.Verifier
+	resolver   Resolver
+	keychains  Keychains
 	log        logr.Logger
 }
 
@@ -81,6 +93,7 @@ func NewHandler(o Options) *Handler {
 	}
 	return &Handler{stage: o.Stage, policy: o.Policy, metrics: o.Metrics, authorizer: o.Authorizer,
 		lookup: o.Lookup, events: o.Events, grantKey: o.GrantKey, now: o.Now, budget: o.Budget,
+		verifier: o.Verifier, resolver: o.Resolver, keychains: o.Keychains,
 		log: logf.Log.WithName(string(o.Stage))}
 }
 
@@ -169,6 +182,12 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, rv *Review)
 	if !policy.NeedsJudgement(in) {
 		return admission.Allowed(""), DecisionAllowed
 	}
+	var resolveWarnings []string
+	if h.stage == policy.StageMutate {
+		in.Resolved, resolveWarnings = h.resolveTags(ctx, req, obj, p, in)
+	} else {
+		in.Signatures = h.verifySignatures(ctx, req, obj, p, in)
+	}
 	d := policy.Evaluate(p, in)
 	var ex exemptions
 	if h.stage == policy.StageValidate && len(d.ByAction(policy.ActionDeny))+len(d.ByAction(policy.ActionWarn)) > 0 {
@@ -209,6 +228,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, rv *Review)
 		resp = admission.Allowed("")
 	}
 	if h.stage != policy.StageValidate {
+		resp.Warnings = append(resp.Warnings, resolveWarnings...)
 		return resp, decision
 	}
 

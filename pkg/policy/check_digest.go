@@ -19,7 +19,7 @@ import (
 func checkDigest(p *Policy, in *Input, ch *changes) []Verdict {
 	var out []Verdict
 	act := actionFor(p.Checks.Digest.Mode)
-	eachImage(in.Spec, in.SpecPath, func(key, image string, path *field.Path) {
+	eachImage(in.Spec, in.SpecPath, func(key, image string, path *field.Path, _ string) {
 		if !ch.imageIsNew(key, image) {
 			return
 		}

@@ -32,6 +32,7 @@ type Policy struct {
 	Kind       string          `json:"kind"`
 	Checks     Checks          `json:"checks"`
 	Exemptions ExemptionConfig `json:"exemptions"`
+	Registry   RegistryConfig  `json:"registry"`
 }
 
 // ExemptionConfig governs exemptions granted through annotations.
@@ -68,12 +69,27 @@ var DefaultWorkloadControllers = []string{
 type Checks struct {
 	Digest    DigestConfig    `json:"digest"`
 	Hardening HardeningConfig `json:"hardening"`
+	Signature SignatureConfig `json:"signature"`
 }
+
+// Pinning says how images get their digest.
+type Pinning string
+
+const (
+	// PinningRequire: an image without a digest is denied.
+	PinningRequire Pinning = "require"
+	// PinningResolve: the mutating pass resolves repo:tag once to
+	// repo:tag@sha256:… and patches it in; the validating pass still requires
+	// the digest.
+	PinningResolve Pinning = "resolve"
+)
 
 // DigestConfig configures the digest check.
 type DigestConfig struct {
 	// Mode defaults to enforce.
 	Mode Mode `json:"mode"`
+	// Pinning defaults to require.
+	Pinning Pinning `json:"pinning"`
 }
 
 // HardeningConfig configures the hardening injected into pods. Each control is added
@@ -104,7 +120,13 @@ func Defaults() Policy {
 		APIVersion: APIVersion,
 		Kind:       Kind,
 		Checks: Checks{
-			Digest: DigestConfig{Mode: ModeEnforce},
+			Digest: DigestConfig{Mode: ModeEnforce, Pinning: PinningRequire},
+			Signature: SignatureConfig{
+				Mode:     ModeEnforce,
+				NoMatch:  NoMatchDeny,
+				Rules:    []TrustRule{},
+				CacheTTL: metav1.Duration{Duration: DefaultSignatureCacheTTL},
+			},
 			Hardening: HardeningConfig{
 				Mode:                        ModeEnforce,
 				DropAllCapabilities:         true,
@@ -118,6 +140,12 @@ func Defaults() Policy {
 			MaxWindow:           metav1.Duration{Duration: 90 * 24 * time.Hour},
 			ExpiringWindow:      metav1.Duration{Duration: 7 * 24 * time.Hour},
 			WorkloadControllers: slices.Clone(DefaultWorkloadControllers),
+		},
+		Registry: RegistryConfig{
+			Allow:          []string{},
+			AllowAddresses: []string{},
+			Insecure:       []string{},
+			Timeout:        metav1.Duration{Duration: DefaultRegistryTimeout},
 		},
 	}
 }
@@ -159,6 +187,11 @@ func (p *Policy) Validate() field.ErrorList {
 	checks := field.NewPath("checks")
 	errs = append(errs, validateMode(checks.Child("digest", "mode"), p.Checks.Digest.Mode)...)
 	errs = append(errs, validateMode(checks.Child("hardening", "mode"), p.Checks.Hardening.Mode)...)
+	if pin := p.Checks.Digest.Pinning; pin != PinningRequire && pin != PinningResolve {
+		errs = append(errs, field.NotSupported(checks.Child("digest", "pinning"), pin, []Pinning{PinningRequire, PinningResolve}))
+	}
+	errs = append(errs, p.Checks.Signature.validate(checks.Child("signature"))...)
+	errs = append(errs, p.Registry.validate(field.NewPath("registry"))...)
 	ex := field.NewPath("exemptions")
 	if d := p.Exemptions.MaxWindow.Duration; d <= 0 || d > maxExemptionWindow {
 		errs = append(errs, field.Invalid(ex.Child("maxWindow"), d.String(), "must be positive and at most 366 days (8784h)"))
@@ -188,6 +221,8 @@ func (p *Policy) ModeOf(c CheckID) Mode {
 		return p.Checks.Digest.Mode
 	case CheckHardening:
 		return p.Checks.Hardening.Mode
+	case CheckSignature:
+		return p.Checks.Signature.Mode
 	}
 	// Fail closed: a check without configuration is enforced.
 	return ModeEnforce

@@ -18,10 +18,11 @@ func Evaluate(p *Policy, in *Input) Decision {
 	var d Decision
 	if in.Stage == StageValidate {
 		d.Verdicts = append(d.Verdicts, checkDigest(p, in, ch)...)
+		d.Verdicts = append(d.Verdicts, checkSignature(p, in)...)
 	}
 	verdicts, patches := checkHardening(p, in, ch)
 	d.Verdicts = append(d.Verdicts, verdicts...)
-	d.Patches = patches
+	d.Patches = append(resolvePatches(in), patches...)
 	applyExemptions(d.Verdicts, in.Exemptions)
 	return d
 }

@@ -7,6 +7,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/bulwark-dev/bulwark/pkg/verify"
 )
 
 // Stage says which admission pass is asking.
@@ -46,6 +48,12 @@ type Input struct {
 	// ExemptionsChanged is true when an UPDATE changes the object's exemption
 	// annotations (or its grant).
 	ExemptionsChanged bool
+	// Signatures holds the verification of each image SignatureTargets names,
+	// keyed by image reference. An image without a result is denied.
+	Signatures map[string]verify.Result
+	// Resolved maps tags the mutating pass resolved (ResolveTargets) to
+	// repo:tag@sha256:… references; each becomes a patch.
+	Resolved map[string]string
 }
 
 // NeedsJudgement reports whether the object must be judged at all: a workload
@@ -102,18 +110,20 @@ func eachContainer(spec *corev1.PodSpec, specPath *field.Path, fn func(c contain
 // image of every init, regular and ephemeral container and the reference of every
 // image volume. A reflection test keeps this list complete.
 func EachImage(spec *corev1.PodSpec, specPath *field.Path, fn func(image string, path *field.Path)) {
-	eachImage(spec, specPath, func(_, image string, path *field.Path) { fn(image, path) })
+	eachImage(spec, specPath, func(_, image string, path *field.Path, _ string) { fn(image, path) })
 }
 
 // eachImage is EachImage that also passes a key identifying the image's slot across
-// an UPDATE ("containers/web", "volume/models").
-func eachImage(spec *corev1.PodSpec, specPath *field.Path, fn func(key, image string, path *field.Path)) {
+// an UPDATE ("containers/web", "volume/models") and the JSON pointer of the field.
+func eachImage(spec *corev1.PodSpec, specPath *field.Path, fn func(key, image string, path *field.Path, pointer string)) {
 	eachContainer(spec, specPath, func(c container) {
-		fn(c.list+"/"+c.name, c.image, c.path.Child("image"))
+		fn(c.list+"/"+c.name, c.image, c.path.Child("image"), c.patchPath+"/image")
 	})
+	pointer := "/" + jsonPointer(specPath) + "/volumes/"
 	for i := range spec.Volumes {
 		if img := spec.Volumes[i].Image; img != nil {
-			fn("volume/"+spec.Volumes[i].Name, img.Reference, specPath.Child("volumes").Index(i).Child("image", "reference"))
+			fn("volume/"+spec.Volumes[i].Name, img.Reference, specPath.Child("volumes").Index(i).Child("image", "reference"),
+				pointer+strconv.Itoa(i)+"/image/reference")
 		}
 	}
 }
@@ -134,7 +144,7 @@ func newChanges(old *corev1.PodSpec) *changes {
 	eachContainer(old, field.NewPath("spec"), func(c container) {
 		ch.oldContainers[c.list+"/"+c.name] = true
 	})
-	eachImage(old, field.NewPath("spec"), func(key, image string, _ *field.Path) {
+	eachImage(old, field.NewPath("spec"), func(key, image string, _ *field.Path, _ string) {
 		ch.oldImages[key] = image
 	})
 	return ch

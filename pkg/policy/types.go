@@ -11,6 +11,9 @@ const (
 	CheckDigest CheckID = "digest"
 	// CheckHardening injects and enforces container security settings.
 	CheckHardening CheckID = "hardening"
+	// CheckSignature requires cosign signatures from the authorities of the trust
+	// rule that matches the image.
+	CheckSignature CheckID = "signature"
 )
 
 // Mode says what a check's findings do to a request.
@@ -62,6 +65,14 @@ const (
 	ReasonImageInvalid      Reason = "ImageInvalid"
 	ReasonHardeningRejected Reason = "HardeningRejected"
 	ReasonHardeningMissing  Reason = "HardeningMissing"
+
+	ReasonImageUnsigned        Reason = "ImageUnsigned"
+	ReasonSignatureMismatch    Reason = "SignatureMismatch"
+	ReasonNoTrustRule          Reason = "NoTrustRule"
+	ReasonRegistryNotAllowed   Reason = "RegistryNotAllowed"
+	ReasonRegistryUnauthorized Reason = "RegistryUnauthorized"
+	ReasonRegistryUnavailable  Reason = "RegistryUnavailable"
+	ReasonSignatureUnverified  Reason = "SignatureUnverified"
 )
 
 var reasonText = map[Reason]string{
@@ -69,6 +80,14 @@ var reasonText = map[Reason]string{
 	ReasonImageInvalid:      "image reference is not valid",
 	ReasonHardeningRejected: "explicit setting conflicts with hardening",
 	ReasonHardeningMissing:  "hardening not applied",
+
+	ReasonImageUnsigned:        "image is not signed",
+	ReasonSignatureMismatch:    "no valid signature from a trusted authority",
+	ReasonNoTrustRule:          "no trust rule matches the image",
+	ReasonRegistryNotAllowed:   "registry not allowed",
+	ReasonRegistryUnauthorized: "registry refused access",
+	ReasonRegistryUnavailable:  "registry unavailable",
+	ReasonSignatureUnverified:  "signature could not be verified",
 }
 
 // Text is the short, stable phrase for r that users read in kubectl output.

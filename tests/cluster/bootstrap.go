@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"time"
@@ -182,15 +183,27 @@ func (c *Cluster) CreateDevNamespace(ctx context.Context, ns string) error {
 // with caBundle instead of the in-cluster Service. Everything else — rules,
 // namespace selector, failure policy — is the shipped configuration.
 func (c *Cluster) InstallWebhook(ctx context.Context, manifestFile, baseURL string, caBundle []byte) error {
+	return c.InstallWebhookAs(ctx, manifestFile, baseURL, caBundle, "", nil)
+}
+
+// InstallWebhookAs is InstallWebhook under another configuration name (when name
+// is not empty) and limited to namespaces carrying nsLabels (when set), so that a
+// second webhook with another policy can run next to the first.
+func (c *Cluster) InstallWebhookAs(ctx context.Context, manifestFile, baseURL string, caBundle []byte, name string, nsLabels map[string]string) error {
 	mwc, vwc, err := LoadWebhookConfigurations(manifestFile)
 	if err != nil {
 		return err
 	}
+	if name != "" {
+		mwc.Name, vwc.Name = name, name
+	}
 	for i := range mwc.Webhooks {
 		mwc.Webhooks[i].ClientConfig = urlConfig(baseURL, mwc.Webhooks[i].ClientConfig, caBundle)
+		mwc.Webhooks[i].NamespaceSelector = withLabels(mwc.Webhooks[i].NamespaceSelector, nsLabels)
 	}
 	for i := range vwc.Webhooks {
 		vwc.Webhooks[i].ClientConfig = urlConfig(baseURL, vwc.Webhooks[i].ClientConfig, caBundle)
+		vwc.Webhooks[i].NamespaceSelector = withLabels(vwc.Webhooks[i].NamespaceSelector, nsLabels)
 	}
 	cs, err := kubernetes.NewForConfig(c.RESTConfig(Admin))
 	if err != nil {
@@ -218,6 +231,20 @@ func (c *Cluster) UninstallWebhook(ctx context.Context, name string) error {
 		return err
 	}
 	return nil
+}
+
+func withLabels(sel *metav1.LabelSelector, labels map[string]string) *metav1.LabelSelector {
+	if len(labels) == 0 {
+		return sel
+	}
+	if sel == nil {
+		sel = &metav1.LabelSelector{}
+	}
+	if sel.MatchLabels == nil {
+		sel.MatchLabels = map[string]string{}
+	}
+	maps.Copy(sel.MatchLabels, labels)
+	return sel
 }
 
 func urlConfig(baseURL string, in admissionregistrationv1.WebhookClientConfig, caBundle []byte) admissionregistrationv1.WebhookClientConfig {

@@ -107,7 +107,7 @@ type webhookServer struct {
 	done     chan error
 }
 
-func startWebhook(ctx context.Context, dir string, c *cluster.Cluster, p *policy.Policy) (*webhookServer, error) {
+func startWebhook(ctx context.Context, dir string, c *cluster.Cluster, p *policy.Policy, configure ...func(*app.Config)) (*webhookServer, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -131,6 +131,10 @@ func startWebhook(ctx context.Context, dir string, c *cluster.Cluster, p *policy
 		EventQueueSize:  1000,
 		ClientCAs:       clientCAs(c),
 		ClientCertNames: []string{cluster.WebhookClientName},
+		Namespace:       "bulwark-system",
+	}
+	for _, f := range configure {
+		f(cfg)
 	}
 	ctx, stop := context.WithCancel(ctx)
 	ready := make(chan net.Addr, 1)

@@ -3,6 +3,7 @@
 package app
 
 import (
+	"cmp"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -27,6 +28,7 @@ const (
 	DefaultCertReload      = 10 * time.Second
 	DefaultShutdownTimeout = 25 * time.Second
 	DefaultEventQueueSize  = 1000
+	DefaultNamespace       = "bulwark-system"
 
 	// minGrantKeyBytes is the shortest accepted HMAC key for exemption grants.
 	minGrantKeyBytes = 32
@@ -46,6 +48,8 @@ type Options struct {
 	EventQueueSize  int
 	ClientCAFile    string
 	ClientCertNames []string
+	RegistryCAFile  string
+	Namespace       string
 }
 
 // NewOptions returns Options holding the defaults.
@@ -58,6 +62,7 @@ func NewOptions() *Options {
 		CertReload:      DefaultCertReload,
 		ShutdownTimeout: DefaultShutdownTimeout,
 		EventQueueSize:  DefaultEventQueueSize,
+		Namespace:       cmp.Or(os.Getenv("POD_NAMESPACE"), DefaultNamespace),
 	}
 }
 
@@ -74,6 +79,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.GrantKeyFile, "grant-key-file", o.GrantKeyFile, "file holding the HMAC key (at least 32 bytes) that signs exemption grants, e.g. mounted from a Secret; without it, pods made by controllers cannot inherit exemptions")
 	fs.StringVar(&o.ClientCAFile, "client-ca-file", o.ClientCAFile, "CA bundle (PEM) that verifies the API server's client certificate; when set, /mutate and /validate refuse any caller without one (configure kube-apiserver's AdmissionConfiguration kubeConfigFile to present it)")
 	fs.StringSliceVar(&o.ClientCertNames, "client-cert-name", o.ClientCertNames, "with --client-ca-file: accept only client certificates with one of these common names or DNS names (repeatable); needed when the CA signs other clients too")
+	fs.StringVar(&o.RegistryCAFile, "registry-ca-file", o.RegistryCAFile, "CA bundle (PEM) trusted for registries, in addition to the system roots")
+	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "bulwark's own namespace, where Secrets named by the trust policy's secretRef keys are read (default $POD_NAMESPACE, else bulwark-system)")
 	fs.IntVar(&o.EventQueueSize, "event-queue-size", o.EventQueueSize, "Events waiting to be sent; more are dropped and counted in bulwark_events_dropped_total")
 }
 
@@ -95,6 +102,10 @@ type Config struct {
 	ClientCAs *x509.CertPool
 	// ClientCertNames, when set, are the names such a certificate must carry.
 	ClientCertNames []string
+	// RegistryCAs verify registries' certificates; nil: the system roots.
+	RegistryCAs *x509.CertPool
+	// Namespace is bulwark's own namespace.
+	Namespace string
 }
 
 // Config validates o, loads the policy and returns the configuration. Every error
@@ -147,6 +158,22 @@ func (o *Options) Config() (*Config, error) {
 			errs = append(errs, fmt.Errorf("--client-ca-file: no PEM certificate in %s", o.ClientCAFile))
 		}
 	}
+	var registryCAs *x509.CertPool
+	if o.RegistryCAFile != "" {
+		pem, err := os.ReadFile(o.RegistryCAFile)
+		if registryCAs, err = x509.SystemCertPool(); err != nil {
+			registryCAs = x509.NewCertPool()
+		}
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("--registry-ca-file: %w", err))
+		case !registryCAs.AppendCertsFromPEM(pem):
+			errs = append(errs, fmt.Errorf("--registry-ca-file: no PEM certificate in %s", o.RegistryCAFile))
+		}
+	}
+	if o.Namespace == "" {
+		errs = append(errs, errors.New("--namespace: must not be empty"))
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -156,6 +183,8 @@ func (o *Options) Config() (*Config, error) {
 	return &Config{
 		ClientCAs:       clientCAs,
 		ClientCertNames: o.ClientCertNames,
+		RegistryCAs:     registryCAs,
+		Namespace:       o.Namespace,
 		BindAddress:     o.BindAddress,
 		CertFile:        o.CertFile,
 		KeyFile:         o.KeyFile,

@@ -87,8 +87,9 @@ func Run(ctx context.Context, cfg *Config, ready chan<- net.Addr) error {
 
 	opts := admission.Options{Policy: current.Load, Metrics: metrics, GrantKey: cfg.GrantKey}
 	synced := func() bool { return true }
+	var client kubernetes.Interface
 	if cfg.Kube != nil {
-		client, err := kubernetes.NewForConfig(cfg.Kube)
+		client, err = kubernetes.NewForConfig(cfg.Kube)
 		if err != nil {
 			return fmt.Errorf("API client: %w", err)
 		}
@@ -102,6 +103,9 @@ func Run(ctx context.Context, cfg *Config, ready chan<- net.Addr) error {
 		synced = lookup.HasSynced
 	} else {
 		log.Info("No API server access: exemptions that need a permission check are refused, namespace exemptions are not read, no Events are recorded")
+	}
+	if err := withTrust(&opts, cfg, client, reg); err != nil {
+		return err
 	}
 	if len(cfg.GrantKey) == 0 {
 		log.Info("No grant key: pods made by controllers cannot inherit exemptions")

@@ -1,0 +1,135 @@
+package admission
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/bulwark-dev/bulwark/pkg/policy"
+	"github.com/bulwark-dev/bulwark/pkg/verify"
+)
+
+// Resolver resolves a tag to the digest it names now.
+type Resolver interface {
+	Resolve(ctx context.Context, tag name.Tag, kc authn.Keychain) (name.Digest, error)
+}
+
+// Keychains returns the registry credentials a pod may pull with: its
+// imagePullSecrets and its service account's, from its own namespace only.
+type Keychains interface {
+	ForPod(ctx context.Context, namespace, serviceAccount string, pullSecrets []string) (authn.Keychain, error)
+}
+
+// maxParallelRegistryWork bounds the registry work of one request.
+const maxParallelRegistryWork = 4
+
+// verifySignatures verifies every image the signature check judges and returns
+// the results by image. An image left out (no verifier configured) is denied by
+// the check: nothing on the object itself counts as proof.
+func (h *Handler) verifySignatures(ctx context.Context, req admission.Request, obj *object, p *policy.Policy, in *policy.Input) map[string]verify.Result {
+	targets := policy.SignatureTargets(p, in)
+	if len(targets) == 0 || h.verifier == nil {
+		return nil
+	}
+	kc, err := h.podKeychain(ctx, req.Namespace, obj.spec)
+	out := make(map[string]verify.Result, len(targets))
+	if err != nil {
+		for _, t := range targets {
+			out[t.Image.String()] = verify.Result{Outcome: verify.Unavailable, Detail: err.Error()}
+		}
+		return out
+	}
+	var mu sync.Mutex
+	forEachBounded(len(targets), func(i int) {
+		t := targets[i]
+		r := h.verifier.Verify(ctx, verify.Request{Image: t.Image, Authorities: t.Rule.Authorities, Threshold: t.Rule.Threshold, Keychain: kc})
+		mu.Lock()
+		out[t.Image.String()] = r
+		mu.Unlock()
+	})
+	return out
+}
+
+// resolveTags resolves, once each, the tags of in to digests (pinning: resolve),
+// verifies each new digest so the validating pass finds it in the cache, and
+// returns what was resolved with a warning for each tag that was not.
+func (h *Handler) resolveTags(ctx context.Context, req admission.Request, obj *object, p *policy.Policy, in *policy.Input) (map[string]string, []string) {
+	tags := policy.ResolveTargets(p, in)
+	if len(tags) == 0 {
+		return nil, nil
+	}
+	if h.resolver == nil {
+		return nil, []string{"bulwark: tags are not resolved: no registry access is configured"}
+	}
+	kc, err := h.podKeychain(ctx, req.Namespace, obj.spec)
+	if err != nil {
+		return nil, []string{"bulwark: tags are not resolved: " + err.Error()}
+	}
+	resolved := make(map[string]string, len(tags))
+	warnings := make([]string, len(tags))
+	var mu sync.Mutex
+	forEachBounded(len(tags), func(i int) {
+		// One resolution per tag and request: what is verified and patched in
+		// is this digest, whatever the tag points to a moment later.
+		d, err := h.resolver.Resolve(ctx, tags[i], kc)
+		if err != nil {
+			warnings[i] = fmt.Sprintf("bulwark: could not resolve %s to a digest: %v", tags[i], err)
+			return
+		}
+		mu.Lock()
+		resolved[tags[i].String()] = d.String()
+		mu.Unlock()
+		if rule := p.Checks.Signature.RuleFor(d.String()); p.Checks.Signature.Enabled && rule != nil && h.verifier != nil {
+			h.verifier.Verify(ctx, verify.Request{Image: d, Authorities: rule.Authorities, Threshold: rule.Threshold, Keychain: kc})
+		}
+	})
+	var ws []string
+	for _, w := range warnings {
+		if w != "" {
+			ws = append(ws, w)
+		}
+	}
+	return resolved, ws
+}
+
+// podKeychain returns the credentials of the pod (or pod template) spec.
+func (h *Handler) podKeychain(ctx context.Context, namespace string, spec *corev1.PodSpec) (authn.Keychain, error) {
+	if h.keychains == nil {
+		return authn.NewMultiKeychain(), nil
+	}
+	sa := spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	secrets := make([]string, 0, len(spec.ImagePullSecrets))
+	for _, s := range spec.ImagePullSecrets {
+		if s.Name != "" {
+			secrets = append(secrets, s.Name)
+		}
+	}
+	kc, err := h.keychains.ForPod(ctx, namespace, sa, secrets)
+	if err != nil {
+		return nil, fmt.Errorf("read pull secrets in namespace %s: %w", namespace, err)
+	}
+	return kc, nil
+}
+
+// forEachBounded calls fn(0..n-1) with at most maxParallelRegistryWork calls at
+// once and returns when all are done.
+func forEachBounded(n int, fn func(i int)) {
+	sem := make(chan struct{}, maxParallelRegistryWork)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			fn(i)
+		})
+	}
+	wg.Wait()
+}

@@ -1,0 +1,180 @@
+// Package oci gives tests real OCI parts: an in-process registry over TLS
+// (go-containerregistry's pkg/registry) that counts requests and can be made to
+// fail, demand credentials or flip a tag; and images and signatures made with the
+// go-containerregistry and cosign libraries. Nothing here is a mock: the
+// registry speaks the distribution API to whatever client calls it.
+package oci
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// Registry is an in-process OCI registry on 127.0.0.1 over TLS.
+type Registry struct {
+	// Host is host:port, the registry part of image references.
+	Host string
+	// CAPEM is the PEM of the certificate the registry serves; trust it to talk
+	// to the registry.
+	CAPEM []byte
+
+	server *httptest.Server
+	mu     sync.Mutex
+	counts map[string]int
+	hooks  []func(w http.ResponseWriter, r *http.Request) bool
+	auth   *authn.Basic
+}
+
+// NewRegistry starts a registry that stops when the test ends.
+func NewRegistry(t testing.TB) *Registry {
+	t.Helper()
+	r := &Registry{counts: map[string]int{}}
+	backend := registry.New(registry.Logger(nopLogger()))
+	r.server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		r.counts[req.Method+" "+req.URL.Path]++
+		hooks, auth := append([]func(http.ResponseWriter, *http.Request) bool(nil), r.hooks...), r.auth
+		r.mu.Unlock()
+		for _, h := range hooks {
+			if h(w, req) {
+				return
+			}
+		}
+		if auth != nil {
+			if u, p, ok := req.BasicAuth(); !ok || u != auth.Username || p != auth.Password {
+				w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+				http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`, http.StatusUnauthorized)
+				return
+			}
+		}
+		backend.ServeHTTP(w, req)
+	}))
+	r.server.StartTLS()
+	t.Cleanup(r.server.Close)
+	r.Host = strings.TrimPrefix(r.server.URL, "https://")
+	r.CAPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.server.Certificate().Raw})
+	return r
+}
+
+// Transport trusts the registry's certificate.
+func (r *Registry) Transport() http.RoundTripper {
+	pool := x509.NewCertPool()
+	pool.AddCert(r.server.Certificate())
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return tr
+}
+
+// RemoteOptions are the options a test uses to push to and read from r, with
+// its credentials when it requires them.
+func (r *Registry) RemoteOptions() []remote.Option {
+	opts := []remote.Option{remote.WithTransport(r.Transport())}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.auth != nil {
+		opts = append(opts, remote.WithAuth(r.auth))
+	}
+	return opts
+}
+
+// RequireAuth makes every request need HTTP basic credentials.
+func (r *Registry) RequireAuth(user, password string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.auth = &authn.Basic{Username: user, Password: password}
+}
+
+// Hook adds fn in front of the registry: when it returns true it has answered.
+func (r *Registry) Hook(fn func(w http.ResponseWriter, req *http.Request) bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hooks = append(r.hooks, fn)
+}
+
+// Count returns how many requests with method and path were served (including
+// those a hook answered).
+func (r *Registry) Count(method, path string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.counts[method+" "+path]
+}
+
+// Total returns how many requests were served whose path starts with prefix.
+func (r *Registry) Total(prefix string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for k, c := range r.counts {
+		if _, path, _ := strings.Cut(k, " "); strings.HasPrefix(path, prefix) {
+			n += c
+		}
+	}
+	return n
+}
+
+// Repo returns the repository repo on r, e.g. 127.0.0.1:4321/team/app.
+func (r *Registry) Repo(t testing.TB, repo string) name.Repository {
+	t.Helper()
+	rp, err := name.NewRepository(r.Host + "/" + repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rp
+}
+
+// Push writes img to repo:tag (tag may be "") and returns its digest reference
+// repo@sha256:….
+func (r *Registry) Push(t testing.TB, repo, tag string, img v1.Image) name.Digest {
+	t.Helper()
+	rp := r.Repo(t, repo)
+	h, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := rp.Digest(h.String())
+	if err := remote.Write(d, img, r.RemoteOptions()...); err != nil {
+		t.Fatalf("push %s: %v", d, err)
+	}
+	if tag != "" {
+		if err := remote.Tag(rp.Tag(tag), img, r.RemoteOptions()...); err != nil {
+			t.Fatalf("tag %s: %v", rp.Tag(tag), err)
+		}
+	}
+	return d
+}
+
+// RandomImage returns a small image with random content (a new digest each call).
+func RandomImage(t testing.TB) v1.Image {
+	t.Helper()
+	img, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// Paths returns the request counts by "METHOD path" for paths starting with prefix.
+func (r *Registry) Paths(prefix string) map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]int{}
+	for k, c := range r.counts {
+		if _, path, _ := strings.Cut(k, " "); strings.HasPrefix(path, prefix) {
+			out[k] = c
+		}
+	}
+	return out
+}
