@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -22,6 +21,14 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
+
+// T is the part of testing.TB the helpers use; the demo passes its own.
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
 
 // Registry is an in-process OCI registry on 127.0.0.1 over TLS.
 type Registry struct {
@@ -38,8 +45,8 @@ type Registry struct {
 	auth   *authn.Basic
 }
 
-// NewRegistry starts a registry that stops when the test ends.
-func NewRegistry(t testing.TB) *Registry {
+// NewRegistry starts a registry that stops when the test ends (t.Cleanup).
+func NewRegistry(t T) *Registry {
 	t.Helper()
 	r := &Registry{counts: map[string]int{}}
 	backend := registry.New(registry.Logger(nopLogger()))
@@ -126,7 +133,7 @@ func (r *Registry) Total(prefix string) int {
 }
 
 // Repo returns the repository repo on r, e.g. 127.0.0.1:4321/team/app.
-func (r *Registry) Repo(t testing.TB, repo string) name.Repository {
+func (r *Registry) Repo(t T, repo string) name.Repository {
 	t.Helper()
 	rp, err := name.NewRepository(r.Host + "/" + repo)
 	if err != nil {
@@ -137,7 +144,7 @@ func (r *Registry) Repo(t testing.TB, repo string) name.Repository {
 
 // Push writes img to repo:tag (tag may be "") and returns its digest reference
 // repo@sha256:….
-func (r *Registry) Push(t testing.TB, repo, tag string, img v1.Image) name.Digest {
+func (r *Registry) Push(t T, repo, tag string, img v1.Image) name.Digest {
 	t.Helper()
 	rp := r.Repo(t, repo)
 	h, err := img.Digest()
@@ -157,7 +164,7 @@ func (r *Registry) Push(t testing.TB, repo, tag string, img v1.Image) name.Diges
 }
 
 // RandomImage returns a small image with random content (a new digest each call).
-func RandomImage(t testing.TB) v1.Image {
+func RandomImage(t T) v1.Image {
 	t.Helper()
 	img, err := random.Image(256, 1)
 	if err != nil {

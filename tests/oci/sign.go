@@ -13,7 +13,6 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net/url"
-	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -34,7 +33,7 @@ type Key struct {
 }
 
 // NewKey generates an ECDSA P-256 key, as `cosign generate-key-pair` does.
-func NewKey(t testing.TB) *Key {
+func NewKey(t T) *Key {
 	t.Helper()
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -50,14 +49,14 @@ func NewKey(t testing.TB) *Key {
 // Sign makes a cosign signature for the digest d with k and attaches it to
 // d's signature tag in the registry, as `cosign sign --key` does (without a
 // transparency log entry).
-func (r *Registry) Sign(t testing.TB, d name.Digest, k *Key) {
+func (r *Registry) Sign(t T, d name.Digest, k *Key) {
 	t.Helper()
 	r.Attach(t, d, Signature(t, d, k.priv, nil))
 }
 
 // Signature makes the cosign signature of d with priv; certChain, if set, is the
 // PEM of the signing certificate followed by its chain (keyless signing).
-func Signature(t testing.TB, d name.Digest, priv *ecdsa.PrivateKey, certChain [][]byte) oci.Signature {
+func Signature(t T, d name.Digest, priv *ecdsa.PrivateKey, certChain [][]byte) oci.Signature {
 	t.Helper()
 	payload, err := (&sigpayload.Cosign{Image: d}).MarshalJSON()
 	if err != nil {
@@ -84,7 +83,7 @@ func Signature(t testing.TB, d name.Digest, priv *ecdsa.PrivateKey, certChain []
 
 // Attach adds sig to the signatures of d (which may be a signature made for
 // another digest: a copied signature).
-func (r *Registry) Attach(t testing.TB, d name.Digest, sig oci.Signature) {
+func (r *Registry) Attach(t T, d name.Digest, sig oci.Signature) {
 	t.Helper()
 	ro := ociremote.WithRemoteOptions(r.RemoteOptions()...)
 	se, err := ociremote.SignedEntity(d, ro)
@@ -101,7 +100,7 @@ func (r *Registry) Attach(t testing.TB, d name.Digest, sig oci.Signature) {
 }
 
 // Signatures returns the signatures attached to d.
-func (r *Registry) Signatures(t testing.TB, d name.Digest) []oci.Signature {
+func (r *Registry) Signatures(t T, d name.Digest) []oci.Signature {
 	t.Helper()
 	se, err := ociremote.SignedEntity(d, ociremote.WithRemoteOptions(r.RemoteOptions()...))
 	if err != nil {
@@ -134,7 +133,7 @@ var (
 )
 
 // NewFulcio creates a CA.
-func NewFulcio(t testing.TB) *Fulcio {
+func NewFulcio(t T) *Fulcio {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -159,14 +158,14 @@ func NewFulcio(t testing.TB) *Fulcio {
 // SignKeyless signs d as `cosign sign` does keyless: a fresh key, a 10-minute
 // certificate from f for issuer and subject (an email address or a URI), and
 // the signature with the certificate chain attached in the registry.
-func (r *Registry) SignKeyless(t testing.TB, d name.Digest, f *Fulcio, issuer, subject string) {
+func (r *Registry) SignKeyless(t T, d name.Digest, f *Fulcio, issuer, subject string) {
 	t.Helper()
 	priv, chain := f.Issue(t, issuer, subject)
 	r.Attach(t, d, Signature(t, d, priv, chain))
 }
 
 // Issue returns a new key and the PEM chain (leaf, root) of its certificate.
-func (f *Fulcio) Issue(t testing.TB, issuer, subject string) (*ecdsa.PrivateKey, [][]byte) {
+func (f *Fulcio) Issue(t T, issuer, subject string) (*ecdsa.PrivateKey, [][]byte) {
 	t.Helper()
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
