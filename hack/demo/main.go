@@ -73,6 +73,9 @@ func main() {
 		err = up(ctx, *assets, *webhook)
 	case "down":
 		err = down()
+	case "registry":
+		// Started by up in its own process; serves until terminated.
+		err = serveRegistry(ctx)
 	default:
 		usage()
 	}
@@ -165,6 +168,28 @@ func start(ctx context.Context, assets, webhookBin string) error {
 	}
 	fmt.Printf("    ready in %s: kube-apiserver at %s, logs in %s/*.log\n", time.Since(begin).Round(time.Second), c.URL, clusterDir)
 
+	section("Registry")
+	reg, pid, err := startRegistry(ctx)
+	if pid != 0 {
+		self, _ := os.Executable()
+		// Recorded at once, so that a failure from here on still stops it.
+		if werr := writeState(&state{RegistryPID: pid, RegistryBin: self, Started: time.Now()}); werr != nil {
+			err = errors.Join(err, werr)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Printf("    OCI registry over TLS at %s (pid %d, log %s): demo/signed:1.0 is signed with a\n", reg.Host, pid, registryLog)
+	fmt.Println("    key made for this demo (as `cosign sign --key` does), demo/unsigned:1.0 is not")
+	if err := writeDemoPolicy(reg); err != nil {
+		return err
+	}
+	if err := writeRegistrySamples(reg); err != nil {
+		return err
+	}
+	fmt.Printf("    %s: the shipped policy plus a trust rule for %s/demo/** (signature check on)\n", demoPolicyFile, reg.Host)
+
 	section("Webhook")
 	url, err := startWebhook(ctx, webhookBin, c)
 	if err != nil {
@@ -218,7 +243,7 @@ func startWebhook(ctx context.Context, bin string, c *cluster.Cluster) (string, 
 		return "", err
 	}
 	fmt.Printf("    serving certificate for 127.0.0.1 from the cluster CA: %s/tls.crt\n", webhookDir)
-	policy, err := filepath.Abs(policyFile)
+	policy, err := filepath.Abs(demoPolicyFile)
 	if err != nil {
 		return "", err
 	}
@@ -240,6 +265,7 @@ func startWebhook(ctx context.Context, bin string, c *cluster.Cluster) (string, 
 		"--tls-cert-file="+certFile, "--tls-key-file="+keyFile,
 		"--shutdown-timeout="+webhookShutdown.String(),
 		"--kubeconfig="+kubeconfig, "--grant-key-file="+grantKey,
+		"--registry-ca-file="+registryCAFile,
 		// Only the API server, with its client certificate from the cluster CA, may
 		// ask for decisions.
 		"--client-ca-file="+c.CAFile, "--client-cert-name="+cluster.WebhookClientName,
@@ -252,13 +278,17 @@ func startWebhook(ctx context.Context, bin string, c *cluster.Cluster) (string, 
 		return "", fmt.Errorf("start webhook: %w", err)
 	}
 	// Recorded at once, so that a failure from here on still stops it.
-	st := &state{WebhookPID: cmd.Process.Pid, WebhookBin: bin, WebhookURL: url, Started: time.Now(), Config: configSum()}
+	st, err := readState()
+	if err != nil || st == nil {
+		st = &state{Started: time.Now()}
+	}
+	st.WebhookPID, st.WebhookBin, st.WebhookURL, st.Config = cmd.Process.Pid, bin, url, configSum()
 	if err := writeState(st); err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		return "", err
 	}
-	fmt.Printf("    started %s (pid %d) --policy %s, logging to %s\n", rel(bin), cmd.Process.Pid, policyFile, webhookLog)
+	fmt.Printf("    started %s (pid %d) --policy %s, logging to %s\n", rel(bin), cmd.Process.Pid, demoPolicyFile, webhookLog)
 
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()

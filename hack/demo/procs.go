@@ -23,10 +23,12 @@ import (
 // state is what up records about the webhook it started; the control plane records
 // its own processes in clusterDir/pids.
 type state struct {
-	WebhookPID int       `json:"webhookPID"`
-	WebhookBin string    `json:"webhookBin"`
-	WebhookURL string    `json:"webhookURL"`
-	Started    time.Time `json:"started"`
+	RegistryPID int       `json:"registryPID"`
+	RegistryBin string    `json:"registryBin"`
+	WebhookPID  int       `json:"webhookPID"`
+	WebhookBin  string    `json:"webhookBin"`
+	WebhookURL  string    `json:"webhookURL"`
+	Started     time.Time `json:"started"`
 	// Config is configSum when the webhook started.
 	Config string `json:"config"`
 }
@@ -41,6 +43,18 @@ func configSum() string {
 		h.Write(data)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// procs are the webhook and the registry, as far as they were started.
+func (st *state) procs() []proc {
+	var ps []proc
+	if st.WebhookPID > 1 {
+		ps = append(ps, proc{name: filepath.Base(st.WebhookBin), pid: st.WebhookPID})
+	}
+	if st.RegistryPID > 1 {
+		ps = append(ps, proc{name: filepath.Base(st.RegistryBin), pid: st.RegistryPID})
+	}
+	return ps
 }
 
 func readState() (*state, error) {
@@ -128,12 +142,13 @@ func stopWebhook() ([]proc, error) {
 		return nil, nil
 	}
 	var stopped []proc
-	p := proc{name: filepath.Base(st.WebhookBin), pid: st.WebhookPID}
-	if ok, _ := p.running(); ok {
-		if err := terminate(p.pid); err != nil {
-			return nil, fmt.Errorf("stop %s (pid %d): %w", p.name, p.pid, err)
+	for _, p := range st.procs() {
+		if ok, _ := p.running(); ok {
+			if err := terminate(p.pid); err != nil {
+				return nil, fmt.Errorf("stop %s (pid %d): %w", p.name, p.pid, err)
+			}
+			stopped = append(stopped, p)
 		}
-		stopped = append(stopped, p)
 	}
 	return stopped, os.Remove(stateFile)
 }
@@ -221,10 +236,10 @@ func reusable(ctx context.Context) (*state, string) {
 	if err != nil {
 		return nil, err.Error()
 	}
-	procs = append(procs, proc{name: filepath.Base(st.WebhookBin), pid: st.WebhookPID})
-	// etcd, kube-apiserver, kube-controller-manager and the webhook.
-	if len(procs) != 4 {
-		return nil, fmt.Sprintf("%d of 4 processes recorded", len(procs))
+	procs = append(procs, st.procs()...)
+	// etcd, kube-apiserver, kube-controller-manager, the registry and the webhook.
+	if len(procs) != 5 {
+		return nil, fmt.Sprintf("%d of 5 processes recorded", len(procs))
 	}
 	for _, p := range procs {
 		switch ok, replaced := p.running(); {

@@ -146,6 +146,12 @@ func runSamples(ctx context.Context, kubectl string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	// The samples that use the demo registry's images, written at start.
+	registrySamples, err := loadSamples(demoSamplesDir)
+	if err != nil {
+		return false, err
+	}
+	samples = append(samples, registrySamples...)
 	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
 		&clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfigFile},
 		&clientcmd.ConfigOverrides{CurrentContext: cluster.Dev},

@@ -15,7 +15,7 @@ type verifierFunc func(ctx context.Context, req Request) Result
 
 func (f verifierFunc) Verify(ctx context.Context, req Request) Result { return f(ctx, req) }
 
-func request(t *testing.T, image string, authority string) Request {
+func request(t testing.TB, image string, authority string) Request {
 	t.Helper()
 	d, err := name.NewDigest(image)
 	if err != nil {
