@@ -55,6 +55,9 @@ type Options struct {
 	// Verifier verifies image signatures; without it every image the signature
 	// check judges is denied as unverified.
 	Verifier verify.Verifier
+	// Inspector reads the base an image declares; without it every image the
+	// base-image check judges is denied as unread.
+	Inspector verify.Inspector
 	// Resolver resolves tags (pinning: resolve); without it tags stay unresolved.
 	Resolver Resolver
 	// Keychains gives pods' registry credentials; without it registries are
@@ -78,6 +81,7 @@ type Handler struct {
 	now        func() time.Time
 	budget     time.Duration
 	verifier   verify.Verifier
+	inspector  verify.Inspector
 	resolver   Resolver
 	keychains  Keychains
 	log        logr.Logger
@@ -93,7 +97,7 @@ func NewHandler(o Options) *Handler {
 	}
 	return &Handler{stage: o.Stage, policy: o.Policy, metrics: o.Metrics, authorizer: o.Authorizer,
 		lookup: o.Lookup, events: o.Events, grantKey: o.GrantKey, now: o.Now, budget: o.Budget,
-		verifier: o.Verifier, resolver: o.Resolver, keychains: o.Keychains,
+		verifier: o.Verifier, inspector: o.Inspector, resolver: o.Resolver, keychains: o.Keychains,
 		log: logf.Log.WithName(string(o.Stage))}
 }
 
@@ -186,7 +190,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, rv *Review)
 	if h.stage == policy.StageMutate {
 		in.Resolved, resolveWarnings = h.resolveTags(ctx, req, obj, p, in)
 	} else {
-		in.Signatures = h.verifySignatures(ctx, req, obj, p, in)
+		h.imageFacts(ctx, req, obj, p, in)
 	}
 	d := policy.Evaluate(p, in)
 	var ex exemptions

@@ -28,31 +28,51 @@ type Keychains interface {
 // maxParallelRegistryWork bounds the registry work of one request.
 const maxParallelRegistryWork = 4
 
-// verifySignatures verifies every image the signature check judges and returns
-// the results by image. An image left out (no verifier configured) is denied by
-// the check: nothing on the object itself counts as proof.
-func (h *Handler) verifySignatures(ctx context.Context, req admission.Request, obj *object, p *policy.Policy, in *policy.Input) map[string]verify.Result {
-	targets := policy.SignatureTargets(p, in)
-	if len(targets) == 0 || h.verifier == nil {
-		return nil
+// imageFacts verifies the signatures of every image the signature check judges
+// and reads the declared base of every image the base-image check judges, into
+// in.Signatures and in.Bases. An image left out (no verifier or inspector
+// configured) is denied by its check: nothing on the object itself counts as
+// proof.
+func (h *Handler) imageFacts(ctx context.Context, req admission.Request, obj *object, p *policy.Policy, in *policy.Input) {
+	sigs := policy.SignatureTargets(p, in)
+	if h.verifier == nil {
+		sigs = nil
 	}
+	bases := policy.BaseImageTargets(p, in)
+	if h.inspector == nil {
+		bases = nil
+	}
+	if len(sigs)+len(bases) == 0 {
+		return
+	}
+	in.Signatures = make(map[string]verify.Result, len(sigs))
+	in.Bases = make(map[string]verify.Base, len(bases))
 	kc, err := h.podKeychain(ctx, req.Namespace, obj.spec)
-	out := make(map[string]verify.Result, len(targets))
 	if err != nil {
-		for _, t := range targets {
-			out[t.Image.String()] = verify.Result{Outcome: verify.Unavailable, Detail: err.Error()}
+		for _, t := range sigs {
+			in.Signatures[t.Image.String()] = verify.Result{Outcome: verify.Unavailable, Detail: err.Error()}
 		}
-		return out
+		for _, d := range bases {
+			in.Bases[d.String()] = verify.Base{Outcome: verify.Unavailable, Detail: err.Error()}
+		}
+		return
 	}
 	var mu sync.Mutex
-	forEachBounded(len(targets), func(i int) {
-		t := targets[i]
-		r := h.verifier.Verify(ctx, verify.Request{Image: t.Image, Authorities: t.Rule.Authorities, Threshold: t.Rule.Threshold, Keychain: kc})
+	forEachBounded(len(sigs)+len(bases), func(i int) {
+		if i < len(sigs) {
+			t := sigs[i]
+			r := h.verifier.Verify(ctx, verify.Request{Image: t.Image, Authorities: t.Rule.Authorities, Threshold: t.Rule.Threshold, Keychain: kc})
+			mu.Lock()
+			in.Signatures[t.Image.String()] = r
+			mu.Unlock()
+			return
+		}
+		d := bases[i-len(sigs)]
+		b := h.inspector.Base(ctx, d, kc)
 		mu.Lock()
-		out[t.Image.String()] = r
+		in.Bases[d.String()] = b
 		mu.Unlock()
 	})
-	return out
 }
 
 // resolveTags resolves, once each, the tags of in to digests (pinning: resolve),

@@ -26,18 +26,26 @@ func SignatureTargets(p *Policy, in *Input) []SignatureTarget {
 		return nil
 	}
 	var out []SignatureTarget
+	for _, d := range pinnedImages(in) {
+		if r := cfg.RuleFor(d.String()); r != nil {
+			out = append(out, SignatureTarget{Image: d, Rule: r})
+		}
+	}
+	return out
+}
+
+// pinnedImages lists, once each, the images of in that are judged (see
+// eachNewImage) and pinned by digest.
+func pinnedImages(in *Input) []name.Digest {
+	var out []name.Digest
 	seen := map[string]bool{}
 	eachNewImage(in, func(image string, _ *field.Path, _ string) {
 		if seen[image] {
 			return
 		}
 		seen[image] = true
-		d, ok := digestOf(image)
-		if !ok {
-			return
-		}
-		if r := cfg.RuleFor(image); r != nil {
-			out = append(out, SignatureTarget{Image: d, Rule: r})
+		if d, ok := digestOf(image); ok {
+			out = append(out, d)
 		}
 	})
 	return out

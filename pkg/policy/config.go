@@ -70,6 +70,7 @@ type Checks struct {
 	Digest    DigestConfig    `json:"digest"`
 	Hardening HardeningConfig `json:"hardening"`
 	Signature SignatureConfig `json:"signature"`
+	BaseImage BaseImageConfig `json:"baseImage"`
 }
 
 // Pinning says how images get their digest.
@@ -127,6 +128,7 @@ func Defaults() Policy {
 				Rules:    []TrustRule{},
 				CacheTTL: metav1.Duration{Duration: DefaultSignatureCacheTTL},
 			},
+			BaseImage: BaseImageConfig{Mode: ModeEnforce, Approved: []string{}, Undeclared: NoMatchAllow},
 			Hardening: HardeningConfig{
 				Mode:                        ModeEnforce,
 				DropAllCapabilities:         true,
@@ -191,6 +193,7 @@ func (p *Policy) Validate() field.ErrorList {
 		errs = append(errs, field.NotSupported(checks.Child("digest", "pinning"), pin, []Pinning{PinningRequire, PinningResolve}))
 	}
 	errs = append(errs, p.Checks.Signature.validate(checks.Child("signature"))...)
+	errs = append(errs, p.Checks.BaseImage.validate(checks.Child("baseImage"))...)
 	errs = append(errs, p.Registry.validate(field.NewPath("registry"))...)
 	ex := field.NewPath("exemptions")
 	if d := p.Exemptions.MaxWindow.Duration; d <= 0 || d > maxExemptionWindow {
@@ -223,6 +226,8 @@ func (p *Policy) ModeOf(c CheckID) Mode {
 		return p.Checks.Hardening.Mode
 	case CheckSignature:
 		return p.Checks.Signature.Mode
+	case CheckBaseImage:
+		return p.Checks.BaseImage.Mode
 	}
 	// Fail closed: a check without configuration is enforced.
 	return ModeEnforce

@@ -19,6 +19,7 @@ func Evaluate(p *Policy, in *Input) Decision {
 	if in.Stage == StageValidate {
 		d.Verdicts = append(d.Verdicts, checkDigest(p, in, ch)...)
 		d.Verdicts = append(d.Verdicts, checkSignature(p, in)...)
+		d.Verdicts = append(d.Verdicts, checkBaseImage(p, in)...)
 	}
 	verdicts, patches := checkHardening(p, in, ch)
 	d.Verdicts = append(d.Verdicts, verdicts...)

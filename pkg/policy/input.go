@@ -51,6 +51,9 @@ type Input struct {
 	// Signatures holds the verification of each image SignatureTargets names,
 	// keyed by image reference. An image without a result is denied.
 	Signatures map[string]verify.Result
+	// Bases holds what each image BaseImageTargets names declares about its
+	// base, keyed by image reference. An image without an entry is denied.
+	Bases map[string]verify.Base
 	// Resolved maps tags the mutating pass resolved (ResolveTargets) to
 	// repo:tag@sha256:… references; each becomes a patch.
 	Resolved map[string]string

@@ -198,7 +198,7 @@ func (c *SignatureConfig) validate(fp *field.Path) field.ErrorList {
 			errs = append(errs, field.Required(rp.Child("images"), "at least one image pattern"))
 		}
 		for j, pat := range r.Images {
-			if _, err := path.Match(strings.TrimSuffix(pat, "/**"), "x"); err != nil || pat == "" {
+			if !validPattern(pat) {
 				errs = append(errs, field.Invalid(rp.Child("images").Index(j), pat, "not a valid image pattern"))
 			}
 		}
@@ -299,6 +299,11 @@ func (c *RegistryConfig) validate(p *field.Path) field.ErrorList {
 		errs = append(errs, field.Invalid(p.Child("timeout"), c.Timeout.Duration.String(), "must be positive and at most 30s"))
 	}
 	return errs
+}
+
+func validPattern(pat string) bool {
+	_, err := path.Match(strings.TrimSuffix(pat, "/**"), "x")
+	return err == nil && pat != ""
 }
 
 func validHost(h string) bool {

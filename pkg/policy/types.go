@@ -14,6 +14,8 @@ const (
 	// CheckSignature requires cosign signatures from the authorities of the trust
 	// rule that matches the image.
 	CheckSignature CheckID = "signature"
+	// CheckBaseImage requires the base an image declares to be pinned and approved.
+	CheckBaseImage CheckID = "base-image"
 )
 
 // Mode says what a check's findings do to a request.
@@ -73,6 +75,11 @@ const (
 	ReasonRegistryUnauthorized Reason = "RegistryUnauthorized"
 	ReasonRegistryUnavailable  Reason = "RegistryUnavailable"
 	ReasonSignatureUnverified  Reason = "SignatureUnverified"
+
+	ReasonBaseImageNotPinned   Reason = "BaseImageNotPinned"
+	ReasonBaseImageNotApproved Reason = "BaseImageNotApproved"
+	ReasonBaseImageUndeclared  Reason = "BaseImageUndeclared"
+	ReasonBaseImageUnknown     Reason = "BaseImageUnknown"
 )
 
 var reasonText = map[Reason]string{
@@ -88,6 +95,11 @@ var reasonText = map[Reason]string{
 	ReasonRegistryUnauthorized: "registry refused access",
 	ReasonRegistryUnavailable:  "registry unavailable",
 	ReasonSignatureUnverified:  "signature could not be verified",
+
+	ReasonBaseImageNotPinned:   "base image not pinned by digest",
+	ReasonBaseImageNotApproved: "base image not approved",
+	ReasonBaseImageUndeclared:  "image declares no base image",
+	ReasonBaseImageUnknown:     "base image could not be read",
 }
 
 // Text is the short, stable phrase for r that users read in kubectl output.

@@ -5,11 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/singleflight"
 )
 
 const (
@@ -43,18 +41,7 @@ type CacheOptions struct {
 // rule) and concurrent misses for one key share a single verification.
 type Cache struct {
 	next Verifier
-	opts CacheOptions
-
-	group   singleflight.Group
-	mu      sync.Mutex
-	entries map[string]cacheEntry
-	waiters map[string]int // callers waiting per key, for tests
-	lookups *prometheus.CounterVec
-}
-
-type cacheEntry struct {
-	result  Result
-	expires time.Time
+	memo *memo[Result]
 }
 
 var _ Verifier = (*Cache)(nil)
@@ -64,24 +51,19 @@ func NewCache(next Verifier, o CacheOptions) *Cache {
 	if o.NegativeTTL == 0 {
 		o.NegativeTTL = min(o.TTL/10, maxNegativeTTL)
 	}
-	if o.MaxEntries <= 0 {
-		o.MaxEntries = DefaultCacheEntries
+	ttl := func(r Result) time.Duration {
+		switch {
+		case r.Transient():
+			return 0
+		case r.Outcome == Verified:
+			return o.TTL
+		default:
+			return o.NegativeTTL
+		}
 	}
-	if o.Timeout <= 0 {
-		o.Timeout = DefaultVerifyTimeout
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	c := &Cache{next: next, opts: o, entries: map[string]cacheEntry{}, waiters: map[string]int{},
-		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "bulwark_signature_cache_total",
-			Help: "Signature verifications asked of the cache, by result: hit, miss (a verification ran), coalesced (waited for one running).",
-		}, []string{"result"})}
-	if o.Metrics != nil {
-		o.Metrics.MustRegister(c.lookups)
-	}
-	return c
+	lookups := lookupCounter("bulwark_signature_cache_total",
+		"Signature verifications asked of the cache, by result: hit, miss (a verification ran), coalesced (waited for one running).", o.Metrics)
+	return &Cache{next: next, memo: newMemo(ttl, o.MaxEntries, o.Timeout, o.Now, lookups)}
 }
 
 // CacheKey identifies what a verification depends on: the image's repository and
@@ -98,83 +80,9 @@ func CacheKey(req Request) string {
 
 // Verify implements Verifier.
 func (c *Cache) Verify(ctx context.Context, req Request) Result {
-	key := CacheKey(req)
-	if r, ok := c.get(key); ok {
-		c.lookups.WithLabelValues("hit").Inc()
-		return r
-	}
-	c.mu.Lock()
-	c.waiters[key]++
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		if c.waiters[key]--; c.waiters[key] == 0 {
-			delete(c.waiters, key)
-		}
-		c.mu.Unlock()
-	}()
-	ch := c.group.DoChan(key, func() (any, error) {
-		c.lookups.WithLabelValues("miss").Inc()
-		// The shared verification must not end with the first caller's
-		// request; it has its own bound instead.
-		vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.Timeout)
-		defer cancel()
-		r := c.next.Verify(vctx, req)
-		c.put(key, r)
-		return r, nil
-	})
-	select {
-	case res := <-ch:
-		if res.Shared {
-			c.lookups.WithLabelValues("coalesced").Inc()
-		}
-		return res.Val.(Result)
-	case <-ctx.Done():
-		return Result{Outcome: Unavailable, Detail: "verification did not finish within the request's time budget: " + ctx.Err().Error()}
-	}
-}
-
-func (c *Cache) get(key string) (Result, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.entries[key]
-	if !ok || !c.opts.Now().Before(e.expires) {
-		return Result{}, false
-	}
-	return e.result, true
-}
-
-func (c *Cache) put(key string, r Result) {
-	ttl := c.opts.TTL
-	if r.Outcome != Verified {
-		ttl = c.opts.NegativeTTL
-	}
-	if r.Transient() || ttl <= 0 {
-		return
-	}
-	now := c.opts.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) >= c.opts.MaxEntries {
-		for k, e := range c.entries {
-			if !now.Before(e.expires) {
-				delete(c.entries, k)
-			}
-		}
-		// Still full: drop an arbitrary entry; it is verified again when needed.
-		for k := range c.entries {
-			if len(c.entries) < c.opts.MaxEntries {
-				break
-			}
-			delete(c.entries, k)
-		}
-	}
-	c.entries[key] = cacheEntry{result: r, expires: now.Add(ttl)}
-}
-
-// waiting returns how many callers wait for req's verification.
-func (c *Cache) waiting(req Request) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.waiters[CacheKey(req)]
+	return c.memo.do(ctx, CacheKey(req),
+		func(ctx context.Context) Result { return c.next.Verify(ctx, req) },
+		func(err error) Result {
+			return Result{Outcome: Unavailable, Detail: "verification did not finish within the request's time budget: " + err.Error()}
+		})
 }

@@ -95,7 +95,7 @@ func TestCacheCoalescesConcurrentMisses(t *testing.T) {
 		wg.Go(func() { results[i] = c.Verify(t.Context(), req).Outcome })
 	}
 	// Let the callers pile up on the one verification before it finishes.
-	for c.waiting(req) < len(results) {
+	for c.memo.waiting(CacheKey(req)) < len(results) {
 		time.Sleep(time.Millisecond)
 	}
 	close(release)
@@ -131,7 +131,7 @@ func TestCacheCallerGivesUpAtItsDeadlineButTheVerificationFinishes(t *testing.T)
 	<-done
 	// The verification the first caller started completed and was cached.
 	for range 100 {
-		if r, ok := c.get(CacheKey(req)); ok {
+		if r, ok := c.memo.get(CacheKey(req)); ok {
 			if r.Outcome != Verified {
 				t.Fatalf("cached %s, want Verified", r.Outcome)
 			}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -72,6 +73,8 @@ func TestTrust(t *testing.T) {
 			Keyless: &verify.Keyless{Issuer: keylessIssuer, Subject: keylessSubject, TrustedRoot: root}}}},
 		{Name: "everything", Images: []string{"**"}, Authorities: []verify.Authority{release}},
 	}
+	p.Checks.BaseImage.Enabled = true
+	p.Checks.BaseImage.Approved = []string{"gcr.io/distroless/**"}
 	p.Registry.Allow = []string{te.reg.Host, te.private.Host, te.evil.Host}
 	p.Registry.AllowAddresses = []string{"127.0.0.1"}
 	if errs := p.Validate(); len(errs) > 0 {
@@ -103,6 +106,7 @@ func TestTrust(t *testing.T) {
 
 	t.Run("key", te.testKey)
 	t.Run("keyless", te.testKeyless)
+	t.Run("base image", te.testBaseImage)
 	t.Run("resolve", te.testResolve)
 	t.Run("later webhook changes the digest", te.testLaterMutation)
 	t.Run("private registry", te.testPrivateRegistry)
@@ -180,6 +184,36 @@ func (te *trustEnv) testKeyless(t *testing.T) {
 				return
 			}
 			wantDenied(t, err, "no valid signature from a trusted authority (check signature)", `authorities "ci"`)
+		})
+	}
+}
+
+func (te *trustEnv) testBaseImage(t *testing.T) {
+	ns := trustNamespace(t)
+	digest := "sha256:" + strings.Repeat("0b", 32)
+	for name, tc := range map[string]struct {
+		base, baseDigest string
+		denial           string
+	}{
+		"approved and pinned": {base: "gcr.io/distroless/static:nonroot", baseDigest: digest},
+		"not pinned":          {base: "gcr.io/distroless/static:nonroot", denial: "base image not pinned by digest (check base-image)"},
+		"not approved":        {base: "docker.io/library/ubuntu:24.04", baseDigest: digest, denial: "base image not approved (check base-image)"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ann := map[string]string{verify.AnnotationBaseName: tc.base}
+			if tc.baseDigest != "" {
+				ann[verify.AnnotationBaseDigest] = tc.baseDigest
+			}
+			d := te.reg.Push(t, "team/based", "", mutate.Annotations(oci.RandomImage(t), ann).(v1.Image))
+			te.reg.Sign(t, d, te.release)
+			_, err := createPod(t, ns, podName(name), d.String())
+			if tc.denial == "" {
+				if err != nil {
+					t.Fatalf("want admitted: %v", err)
+				}
+				return
+			}
+			wantDenied(t, err, tc.denial, tc.base)
 		})
 	}
 }

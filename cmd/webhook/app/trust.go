@@ -44,6 +44,7 @@ func withTrust(o *admission.Options, cfg *Config, client kubernetes.Interface, r
 		return fmt.Errorf("signature verifier: %w", err)
 	}
 	o.Verifier = verify.NewCache(v, verify.CacheOptions{TTL: p.Checks.Signature.CacheTTL.Duration, Metrics: reg})
+	o.Inspector = verify.NewBaseCache(rc, 0, reg)
 	o.Resolver = rc
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"strings"
 	"time"
 
@@ -168,41 +167,8 @@ func isRegistryError(err error) bool {
 
 // registryResult classifies a failure to read the signatures of img.
 func registryResult(img name.Digest, err error) verify.Result {
-	reg := img.RegistryStr()
-	var na *registry.NotAllowedError
-	if errors.As(err, &na) {
-		return verify.Result{Outcome: verify.NotAllowed, Detail: na.Error()}
-	}
-	var te *transport.Error
-	if errors.As(err, &te) {
-		switch te.StatusCode {
-		case http.StatusUnauthorized, http.StatusForbidden:
-			// transport.Error never carries the credentials; the detail names
-			// only the registry and the status.
-			return verify.Result{
-				Outcome: verify.Unauthorized,
-				Detail:  fmt.Sprintf("registry %s refused the credentials (HTTP %d) for the signatures of %s", reg, te.StatusCode, img.DigestStr()),
-			}
-		default:
-			return verify.Result{
-				Outcome: verify.Unavailable,
-				Detail:  fmt.Sprintf("registry %s answered HTTP %d for the signatures of %s", reg, te.StatusCode, img.DigestStr()),
-			}
-		}
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return verify.Result{
-			Outcome: verify.Unavailable,
-			Detail:  fmt.Sprintf("registry %s: time ran out reading the signatures of %s", reg, img.DigestStr()),
-		}
-	}
-	// Anything else (dial errors, resets, a manifest that does not parse) is
-	// Unavailable: transient, so never cached, and policy decides whether it
-	// admits or denies.
-	return verify.Result{
-		Outcome: verify.Unavailable,
-		Detail:  fmt.Sprintf("registry %s unavailable: %v", reg, err),
-	}
+	o, detail := registry.Failure(img.RegistryStr(), "the signatures of "+img.DigestStr(), err)
+	return verify.Result{Outcome: o, Detail: detail}
 }
 
 // distinctSigners is how many authorities distinct signers satisfy: the size

@@ -1,0 +1,35 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/bulwark-dev/bulwark/pkg/verify"
+)
+
+// Failure classifies an error from talking to registry host while doing what
+// (e.g. "the signatures of sha256:…"), for a user: refused by the egress guard
+// (NotAllowed), credentials refused (Unauthorized), or anything else — an HTTP
+// error status, a timeout, a dial error — Unavailable, which is transient and
+// never cached. The detail never carries credentials: transport.Error holds none.
+func Failure(host, what string, err error) (verify.Outcome, string) {
+	var na *NotAllowedError
+	if errors.As(err, &na) {
+		return verify.NotAllowed, na.Error()
+	}
+	var te *transport.Error
+	if errors.As(err, &te) {
+		if te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden {
+			return verify.Unauthorized, fmt.Sprintf("registry %s refused the credentials (HTTP %d) for %s", host, te.StatusCode, what)
+		}
+		return verify.Unavailable, fmt.Sprintf("registry %s answered HTTP %d for %s", host, te.StatusCode, what)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return verify.Unavailable, fmt.Sprintf("registry %s: time ran out reading %s", host, what)
+	}
+	return verify.Unavailable, fmt.Sprintf("registry %s unavailable: %v", host, err)
+}
