@@ -61,7 +61,8 @@ func (h *Handler) imageFacts(ctx context.Context, req admission.Request, obj *ob
 	forEachBounded(len(sigs)+len(bases), func(i int) {
 		if i < len(sigs) {
 			t := sigs[i]
-			r := h.verifier.Verify(ctx, verify.Request{Image: t.Image, Authorities: t.Rule.Authorities, Threshold: t.Rule.Threshold, Keychain: kc})
+			r := h.verifier.Verify(ctx, verify.Request{Image: t.Image, Authorities: t.Rule.Authorities, Threshold: t.Rule.Threshold,
+				Attestations: t.Rule.Attestations, AllPlatforms: t.AllPlatforms, Keychain: kc})
 			mu.Lock()
 			in.Signatures[t.Image.String()] = r
 			mu.Unlock()
@@ -105,7 +106,8 @@ func (h *Handler) resolveTags(ctx context.Context, req admission.Request, obj *o
 		resolved[tags[i].String()] = d.String()
 		mu.Unlock()
 		if rule := p.Checks.Signature.RuleFor(d.String()); p.Checks.Signature.Enabled && rule != nil && h.verifier != nil {
-			h.verifier.Verify(ctx, verify.Request{Image: d, Authorities: rule.Authorities, Threshold: rule.Threshold, Keychain: kc})
+			h.verifier.Verify(ctx, verify.Request{Image: d, Authorities: rule.Authorities, Threshold: rule.Threshold,
+				Attestations: rule.Attestations, AllPlatforms: p.Checks.Signature.MultiArch == policy.MultiArchPlatforms, Keychain: kc})
 		}
 	})
 	var ws []string

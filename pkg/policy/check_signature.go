@@ -14,6 +14,8 @@ import (
 type SignatureTarget struct {
 	Image name.Digest
 	Rule  *TrustRule
+	// AllPlatforms: every platform manifest of an index must verify too.
+	AllPlatforms bool
 }
 
 // SignatureTargets lists, once each, the pinned images of in that the signature
@@ -28,7 +30,7 @@ func SignatureTargets(p *Policy, in *Input) []SignatureTarget {
 	var out []SignatureTarget
 	for _, d := range pinnedImages(in) {
 		if r := cfg.RuleFor(d.String()); r != nil {
-			out = append(out, SignatureTarget{Image: d, Rule: r})
+			out = append(out, SignatureTarget{Image: d, Rule: r, AllPlatforms: cfg.MultiArch == MultiArchPlatforms})
 		}
 	}
 	return out
@@ -111,6 +113,8 @@ func signatureReason(o verify.Outcome) Reason {
 		return ReasonImageUnsigned
 	case verify.Mismatch:
 		return ReasonSignatureMismatch
+	case verify.AttestationMissing:
+		return ReasonAttestationMissing
 	case verify.NotAllowed:
 		return ReasonRegistryNotAllowed
 	case verify.Unauthorized:

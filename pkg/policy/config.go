@@ -123,10 +123,11 @@ func Defaults() Policy {
 		Checks: Checks{
 			Digest: DigestConfig{Mode: ModeEnforce, Pinning: PinningRequire},
 			Signature: SignatureConfig{
-				Mode:     ModeEnforce,
-				NoMatch:  NoMatchDeny,
-				Rules:    []TrustRule{},
-				CacheTTL: metav1.Duration{Duration: DefaultSignatureCacheTTL},
+				Mode:      ModeEnforce,
+				NoMatch:   NoMatchDeny,
+				Rules:     []TrustRule{},
+				CacheTTL:  metav1.Duration{Duration: DefaultSignatureCacheTTL},
+				MultiArch: MultiArchIndex,
 			},
 			BaseImage: BaseImageConfig{Mode: ModeEnforce, Approved: []string{}, Undeclared: NoMatchAllow},
 			Hardening: HardeningConfig{

@@ -52,7 +52,19 @@ type SignatureConfig struct {
 	Rules []TrustRule `json:"rules"`
 	// CacheTTL: how long a verified digest is not verified again. Default 10m.
 	CacheTTL metav1.Duration `json:"cacheTTL"`
+	// MultiArch: for an image that is an index, "index" (a signature on the
+	// index suffices) or "platforms" (every platform manifest must verify too).
+	// Default index.
+	MultiArch MultiArch `json:"multiArch"`
 }
+
+// MultiArch says what must be signed for a multi-platform image.
+type MultiArch string
+
+const (
+	MultiArchIndex     MultiArch = "index"
+	MultiArchPlatforms MultiArch = "platforms"
+)
 
 // TrustRule names the authorities whose signatures images matching Images must
 // carry.
@@ -66,6 +78,10 @@ type TrustRule struct {
 	Authorities []verify.Authority `json:"authorities"`
 	// Threshold is how many distinct authorities must have signed; default 1.
 	Threshold int `json:"threshold,omitempty"`
+	// Attestations are in-toto predicate types (https://slsa.dev/provenance/v1,
+	// https://spdx.dev/Document, …) of which the image must also carry an
+	// attestation verified against the same authorities and threshold.
+	Attestations []string `json:"attestations,omitempty"`
 }
 
 // RegistryConfig is bulwark's egress policy towards registries.
@@ -177,6 +193,9 @@ func (c *SignatureConfig) validate(fp *field.Path) field.ErrorList {
 	if c.NoMatch != NoMatchDeny && c.NoMatch != NoMatchWarn && c.NoMatch != NoMatchAllow {
 		errs = append(errs, field.NotSupported(fp.Child("noMatch"), c.NoMatch, []NoMatch{NoMatchDeny, NoMatchWarn, NoMatchAllow}))
 	}
+	if c.MultiArch != MultiArchIndex && c.MultiArch != MultiArchPlatforms {
+		errs = append(errs, field.NotSupported(fp.Child("multiArch"), c.MultiArch, []MultiArch{MultiArchIndex, MultiArchPlatforms}))
+	}
 	if c.CacheTTL.Duration < 0 {
 		errs = append(errs, field.Invalid(fp.Child("cacheTTL"), c.CacheTTL.Duration.String(), "must not be negative"))
 	}
@@ -210,6 +229,11 @@ func (c *SignatureConfig) validate(fp *field.Path) field.ErrorList {
 		}
 		if r.Threshold < 0 || r.Threshold > len(r.Authorities) {
 			errs = append(errs, field.Invalid(rp.Child("threshold"), r.Threshold, "must be between 1 and the number of authorities"))
+		}
+		for j, pt := range r.Attestations {
+			if strings.TrimSpace(pt) == "" || strings.ContainsAny(pt, " \t\n") {
+				errs = append(errs, field.Invalid(rp.Child("attestations").Index(j), pt, "must be an in-toto predicate type URI"))
+			}
 		}
 		anames := map[string]bool{}
 		for j := range r.Authorities {

@@ -75,6 +75,7 @@ const (
 	ReasonRegistryUnauthorized Reason = "RegistryUnauthorized"
 	ReasonRegistryUnavailable  Reason = "RegistryUnavailable"
 	ReasonSignatureUnverified  Reason = "SignatureUnverified"
+	ReasonAttestationMissing   Reason = "AttestationMissing"
 
 	ReasonBaseImageNotPinned   Reason = "BaseImageNotPinned"
 	ReasonBaseImageNotApproved Reason = "BaseImageNotApproved"
@@ -95,6 +96,7 @@ var reasonText = map[Reason]string{
 	ReasonRegistryUnauthorized: "registry refused access",
 	ReasonRegistryUnavailable:  "registry unavailable",
 	ReasonSignatureUnverified:  "signature could not be verified",
+	ReasonAttestationMissing:   "required attestation missing",
 
 	ReasonBaseImageNotPinned:   "base image not pinned by digest",
 	ReasonBaseImageNotApproved: "base image not approved",

@@ -67,13 +67,16 @@ func NewCache(next Verifier, o CacheOptions) *Cache {
 }
 
 // CacheKey identifies what a verification depends on: the image's repository and
-// digest (signatures live next to the image) and the authorities and threshold.
+// digest (signatures live next to the image), the authorities and threshold, the
+// attestations required and whether every platform must verify.
 // Credentials are not part of it: they decide access, not what was signed.
 func CacheKey(req Request) string {
 	b, _ := json.Marshal(struct {
-		A []Authority
-		T int
-	}{req.Authorities, req.Threshold})
+		A   []Authority
+		T   int
+		Att []string
+		All bool
+	}{req.Authorities, req.Threshold, req.Attestations, req.AllPlatforms})
 	h := sha256.Sum256(b)
 	return req.Image.Context().Name() + "@" + req.Image.DigestStr() + " " + hex.EncodeToString(h[:12])
 }

@@ -69,6 +69,8 @@ func TestCacheKeyDependsOnRepositoryDigestAndAuthorities(t *testing.T) {
 		"other repository": request(t, "registry.test/other@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "k1"),
 		"other digest":     request(t, "registry.test/app@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "k1"),
 		"other threshold":  func() Request { r := base; r.Threshold = 2; return r }(),
+		"attestations":     func() Request { r := base; r.Attestations = []string{"https://slsa.dev/provenance/v1"}; return r }(),
+		"all platforms":    func() Request { r := base; r.AllPlatforms = true; return r }(),
 	} {
 		if CacheKey(base) == CacheKey(other) {
 			t.Errorf("%s: same cache key %q", name, CacheKey(base))

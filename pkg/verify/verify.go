@@ -61,6 +61,9 @@ const (
 	NotAllowed Outcome = "NotAllowed"
 	// Unauthorized: the registry refused the credentials (or their absence).
 	Unauthorized Outcome = "Unauthorized"
+	// AttestationMissing: the signature verified, but an attestation of a
+	// required predicate type from the authorities did not.
+	AttestationMissing Outcome = "AttestationMissing"
 	// Unavailable: the registry could not be reached or answered 5xx/429, or the
 	// budget ran out. Transient: never cached.
 	Unavailable Outcome = "Unavailable"
@@ -89,6 +92,13 @@ type Request struct {
 	Authorities []Authority
 	// Threshold defaults to 1 when zero.
 	Threshold int
+	// Attestations are in-toto predicate types (e.g.
+	// https://slsa.dev/provenance/v1) of which the image must also carry a
+	// verified attestation from Threshold of the Authorities.
+	Attestations []string
+	// AllPlatforms: when Image is an index, every platform manifest must verify
+	// too, not only the index.
+	AllPlatforms bool
 	// Keychain gives credentials for the image's registry (the pod's pull secrets);
 	// nil means anonymous.
 	Keychain authn.Keychain

@@ -1,8 +1,9 @@
 // Package oci gives tests real OCI parts: an in-process registry over TLS
 // (go-containerregistry's pkg/registry) that counts requests and can be made to
-// fail, demand credentials or flip a tag; and images and signatures made with the
-// go-containerregistry and cosign libraries. Nothing here is a mock: the
-// registry speaks the distribution API to whatever client calls it.
+// fail, demand credentials or flip a tag; images and signatures made with the
+// go-containerregistry and cosign libraries; and stand-ins for Fulcio and Rekor
+// whose certificates and bundles cosign verifies offline. Nothing here is a
+// mock: the registry speaks the distribution API to whatever client calls it.
 package oci
 
 import (
@@ -11,6 +12,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 
@@ -38,11 +40,14 @@ type Registry struct {
 	// to the registry.
 	CAPEM []byte
 
-	server *httptest.Server
-	mu     sync.Mutex
-	counts map[string]int
-	hooks  []func(w http.ResponseWriter, r *http.Request) bool
-	auth   *authn.Basic
+	server    *httptest.Server
+	transport *http.Transport
+	mu        sync.Mutex
+	counts    map[string]int
+	served    []string
+	status    int
+	hooks     []func(w http.ResponseWriter, r *http.Request) bool
+	auth      *authn.Basic
 }
 
 // NewRegistry starts a registry that stops when the test ends (t.Cleanup).
@@ -53,8 +58,16 @@ func NewRegistry(t T) *Registry {
 	r.server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.mu.Lock()
 		r.counts[req.Method+" "+req.URL.Path]++
-		hooks, auth := append([]func(http.ResponseWriter, *http.Request) bool(nil), r.hooks...), r.auth
+		r.served = append(r.served, req.Method+" "+req.URL.Path)
+		status, hooks, auth := r.status, append([]func(http.ResponseWriter, *http.Request) bool(nil), r.hooks...), r.auth
 		r.mu.Unlock()
+		if status != 0 {
+			if status == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			}
+			http.Error(w, http.StatusText(status), status)
+			return
+		}
 		for _, h := range hooks {
 			if h(w, req) {
 				return
@@ -73,17 +86,19 @@ func NewRegistry(t T) *Registry {
 	t.Cleanup(r.server.Close)
 	r.Host = strings.TrimPrefix(r.server.URL, "https://")
 	r.CAPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.server.Certificate().Raw})
+	pool := x509.NewCertPool()
+	pool.AddCert(r.server.Certificate())
+	r.transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	t.Cleanup(r.transport.CloseIdleConnections)
 	return r
 }
 
-// Transport trusts the registry's certificate.
-func (r *Registry) Transport() http.RoundTripper {
-	pool := x509.NewCertPool()
-	pool.AddCert(r.server.Certificate())
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	return tr
-}
+// Transport trusts the registry's certificate. It is not built on
+// http.DefaultTransport, so a test that forbids that one can still use it.
+func (r *Registry) Transport() http.RoundTripper { return r.transport }
+
+// Close stops r before the test ends: requests then fail to connect.
+func (r *Registry) Close() { r.server.Close() }
 
 // RemoteOptions are the options a test uses to push to and read from r, with
 // its credentials when it requires them.
@@ -104,6 +119,15 @@ func (r *Registry) RequireAuth(user, password string) {
 	r.auth = &authn.Basic{Username: user, Password: password}
 }
 
+// SetStatus makes r answer every request with the HTTP status code, before
+// any hook or credential check; a 401 carries a Basic challenge, as a
+// registry's does. 0 serves requests again.
+func (r *Registry) SetStatus(code int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.status = code
+}
+
 // Hook adds fn in front of the registry: when it returns true it has answered.
 func (r *Registry) Hook(fn func(w http.ResponseWriter, req *http.Request) bool) {
 	r.mu.Lock()
@@ -121,15 +145,19 @@ func (r *Registry) Count(method, path string) int {
 
 // Total returns how many requests were served whose path starts with prefix.
 func (r *Registry) Total(prefix string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	n := 0
-	for k, c := range r.counts {
-		if _, path, _ := strings.Cut(k, " "); strings.HasPrefix(path, prefix) {
-			n += c
-		}
+	for _, c := range r.Paths(prefix) {
+		n += c
 	}
 	return n
+}
+
+// Served returns every request ("METHOD path") served so far, in the order
+// they arrived, including those a hook or SetStatus answered.
+func (r *Registry) Served() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.served)
 }
 
 // Repo returns the repository repo on r, e.g. 127.0.0.1:4321/team/app.

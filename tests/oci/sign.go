@@ -35,15 +35,15 @@ type Key struct {
 // NewKey generates an ECDSA P-256 key, as `cosign generate-key-pair` does.
 func NewKey(t T) *Key {
 	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := cryptoutils.MarshalPublicKeyToPEM(priv.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &Key{priv: priv, PublicPEM: string(pub)}
+	priv := newECDSA(t)
+	return &Key{priv: priv, PublicPEM: string(publicPEM(t, priv))}
+}
+
+// Signature returns k's cosign signature of d, attached nowhere yet: attached
+// to another image, it is a copied signature.
+func (k *Key) Signature(t T, d name.Digest) oci.Signature {
+	t.Helper()
+	return Signature(t, d, k.priv, nil)
 }
 
 // Sign makes a cosign signature for the digest d with k and attaches it to
@@ -51,7 +51,7 @@ func NewKey(t T) *Key {
 // transparency log entry).
 func (r *Registry) Sign(t T, d name.Digest, k *Key) {
 	t.Helper()
-	r.Attach(t, d, Signature(t, d, k.priv, nil))
+	r.Attach(t, d, k.Signature(t, d))
 }
 
 // Signature makes the cosign signature of d with priv; certChain, if set, is the
@@ -117,13 +117,17 @@ func (r *Registry) Signatures(t T, d name.Digest) []oci.Signature {
 	return list
 }
 
-// Fulcio stands in for a Fulcio CA: it issues short-lived code-signing
-// certificates carrying the OIDC issuer and subject, as Fulcio does.
+// Fulcio stands in for a Fulcio CA: a self-signed root and, as Fulcio has, an
+// intermediate that issues short-lived code-signing certificates carrying the
+// OIDC issuer and subject.
 type Fulcio struct {
-	key  *ecdsa.PrivateKey
-	cert *x509.Certificate
-	// RootPEM is the CA certificate: the trusted root a keyless authority names.
+	key  *ecdsa.PrivateKey // the intermediate's
+	cert *x509.Certificate // the intermediate
+	// RootPEM is the root certificate: the trusted root a keyless authority names.
 	RootPEM []byte
+	// IntermediatePEM is the certificate that issues the leaves. Signatures
+	// carry it in their chain; a trusted-root file may list it too.
+	IntermediatePEM []byte
 }
 
 // Fulcio's certificate extensions for the OIDC issuer.
@@ -132,27 +136,24 @@ var (
 	oidIssuerV2 = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1, 8}
 )
 
-// NewFulcio creates a CA.
+// NewFulcio creates a CA whose root and intermediate are valid from a day ago
+// for two days.
 func NewFulcio(t T) *Fulcio {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
+	now := time.Now()
+	ca := func(serial int64, cn string) *x509.Certificate {
+		return &x509.Certificate{
+			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn, Organization: []string{"bulwark test"}},
+			NotBefore: now.Add(-24 * time.Hour), NotAfter: now.Add(24 * time.Hour),
+			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		}
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bulwark test fulcio", Organization: []string{"bulwark test"}},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &Fulcio{key: key, cert: cert, RootPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	rootKey, key := newECDSA(t), newECDSA(t)
+	root, rootPEM := createCert(t, ca(1, "bulwark test fulcio"), nil, rootKey.Public(), rootKey)
+	tmpl := ca(2, "bulwark test fulcio intermediate")
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}
+	cert, certPEM := createCert(t, tmpl, root, key.Public(), rootKey)
+	return &Fulcio{key: key, cert: cert, RootPEM: rootPEM, IntermediatePEM: certPEM}
 }
 
 // SignKeyless signs d as `cosign sign` does keyless: a fresh key, a 10-minute
@@ -164,20 +165,27 @@ func (r *Registry) SignKeyless(t T, d name.Digest, f *Fulcio, issuer, subject st
 	r.Attach(t, d, Signature(t, d, priv, chain))
 }
 
-// Issue returns a new key and the PEM chain (leaf, root) of its certificate.
+// Issue returns a new key and the PEM chain (leaf, intermediate, root) of its
+// certificate, valid from a minute ago for 10 minutes.
 func (f *Fulcio) Issue(t T, issuer, subject string) (*ecdsa.PrivateKey, [][]byte) {
 	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	return f.IssueAt(t, issuer, subject, time.Now().Add(-time.Minute), 10*time.Minute)
+}
+
+// IssueAt is Issue with a certificate valid from notBefore for validity. As
+// Fulcio does, the certificate carries the issuer in both the legacy raw-string
+// extension and the DER UTF8String one, and subject as a URI when it has a
+// scheme, else as an email address.
+func (f *Fulcio) IssueAt(t T, issuer, subject string, notBefore time.Time, validity time.Duration) (*ecdsa.PrivateKey, [][]byte) {
+	t.Helper()
+	priv := newECDSA(t)
 	v2, err := asn1.MarshalWithParams(issuer, "utf8")
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		NotBefore:    time.Now().Add(-time.Minute), NotAfter: time.Now().Add(10 * time.Minute),
+		NotBefore:    notBefore, NotAfter: notBefore.Add(validity),
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
 		ExtraExtensions: []pkix.Extension{
@@ -190,9 +198,42 @@ func (f *Fulcio) Issue(t T, issuer, subject string) (*ecdsa.PrivateKey, [][]byte
 	} else {
 		tmpl.EmailAddresses = []string{subject}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, f.cert, priv.Public(), f.key)
+	_, leaf := createCert(t, tmpl, f.cert, priv.Public(), f.key)
+	return priv, [][]byte{leaf, f.IntermediatePEM, f.RootPEM}
+}
+
+func newECDSA(t T) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return priv, [][]byte{pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), f.RootPEM}
+	return k
+}
+
+func publicPEM(t T, k *ecdsa.PrivateKey) []byte {
+	t.Helper()
+	b, err := cryptoutils.MarshalPublicKeyToPEM(k.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// createCert issues tmpl for pub, signed by parentKey as parent (self-signed
+// when parent is nil), and returns it parsed and as PEM.
+func createCert(t T, tmpl, parent *x509.Certificate, pub crypto.PublicKey, parentKey *ecdsa.PrivateKey) (*x509.Certificate, []byte) {
+	t.Helper()
+	if parent == nil {
+		parent = tmpl
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }

@@ -2,14 +2,10 @@ package cosign
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
+	"slices"
 	"testing"
 	"time"
 
@@ -19,6 +15,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
 	"github.com/bulwark-dev/bulwark/pkg/verify"
+	"github.com/bulwark-dev/bulwark/tests/oci"
 )
 
 func TestNewRequiresRemoteOptions(t *testing.T) {
@@ -30,7 +27,7 @@ func TestNewRequiresRemoteOptions(t *testing.T) {
 // TestSecretKeyRefresh: a key from a Secret is read again once
 // SecretKeyRefresh has passed, and not before; a rotated key takes over then.
 func TestSecretKeyRefresh(t *testing.T) {
-	pems := []string{publicPEM(t), publicPEM(t)}
+	pems := []string{oci.NewKey(t).PublicPEM, oci.NewKey(t).PublicPEM}
 	reads := 0
 	v, err := New(Options{
 		RemoteOptions: func(context.Context, authn.Keychain) []remote.Option { return nil },
@@ -78,11 +75,8 @@ func TestSecretKeyRefresh(t *testing.T) {
 
 // TestParseTrustedRoot: what a trusted-root file may hold.
 func TestParseTrustedRoot(t *testing.T) {
-	rootKey := ecKey(t)
-	root := cert(t, &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "root"}, IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}, nil, rootKey, rootKey)
-	interKey := ecKey(t)
-	inter := cert(t, &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "intermediate"}, IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}, root, interKey, rootKey)
-	rekorPEM := []byte(publicPEM(t))
+	ca := oci.NewFulcio(t)
+	root, inter, rekorPEM := ca.RootPEM, ca.IntermediatePEM, oci.NewRekor(t).PublicPEM
 	edPub, _, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -102,12 +96,12 @@ func TestParseTrustedRoot(t *testing.T) {
 		wantErr string
 	}{
 		"root":                    {file: root, want: shape{}},
-		"root and intermediate":   {file: cat(inter, root), want: shape{Intermediates: true}},
-		"root and Rekor key":      {file: cat(root, rekorPEM), want: shape{RekorKeys: 1}},
+		"root and intermediate":   {file: slices.Concat(inter, root), want: shape{Intermediates: true}},
+		"root and Rekor key":      {file: slices.Concat(root, rekorPEM), want: shape{RekorKeys: 1}},
 		"intermediate only":       {file: inter, wantErr: "no root certificate (a self-signed CERTIFICATE block)"},
 		"empty":                   {file: nil, wantErr: "no root certificate (a self-signed CERTIFICATE block)"},
-		"ed25519 Rekor key":       {file: cat(root, edPEM), wantErr: "rekor public key is ed25519.PublicKey, not ECDSA"},
-		"private key by accident": {file: cat(root, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: []byte{1}})), wantErr: `unexpected PEM block "EC PRIVATE KEY"`},
+		"ed25519 Rekor key":       {file: slices.Concat(root, edPEM), wantErr: "rekor public key is ed25519.PublicKey, not ECDSA"},
+		"private key by accident": {file: slices.Concat(root, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: []byte{1}})), wantErr: `unexpected PEM block "EC PRIVATE KEY"`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -130,51 +124,4 @@ func TestParseTrustedRoot(t *testing.T) {
 			}
 		})
 	}
-}
-
-func publicPEM(t *testing.T) string {
-	t.Helper()
-	b, err := cryptoutils.MarshalPublicKeyToPEM(&ecKey(t).PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-func ecKey(t *testing.T) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-// cert issues tmpl for key, signed by parent's key (self-signed when parent is
-// nil), as PEM.
-func cert(t *testing.T, tmpl *x509.Certificate, parentPEM []byte, key, parentKey *ecdsa.PrivateKey) []byte {
-	t.Helper()
-	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
-	parent := tmpl
-	if parentPEM != nil {
-		b, _ := pem.Decode(parentPEM)
-		p, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			t.Fatal(err)
-		}
-		parent = p
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
-
-func cat(bs ...[]byte) []byte {
-	var out []byte
-	for _, b := range bs {
-		out = append(out, b...)
-	}
-	return out
 }

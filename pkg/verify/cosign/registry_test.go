@@ -12,12 +12,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 
 	"github.com/bulwark-dev/bulwark/pkg/registry"
 	"github.com/bulwark-dev/bulwark/pkg/verify"
 	bwcosign "github.com/bulwark-dev/bulwark/pkg/verify/cosign"
+	"github.com/bulwark-dev/bulwark/tests/oci"
 )
 
 // TestVerifyRegistryFailures: what the registry (or the egress guard) does to
@@ -25,70 +24,39 @@ import (
 // never the credentials.
 func TestVerifyRegistryFailures(t *testing.T) {
 	const digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-	k := newKey(t)
-	auth := []verify.Authority{{Name: "release", Key: &verify.Key{PEM: k.pem}}}
+	k := oci.NewKey(t)
+	auth := []verify.Authority{{Name: "release", Key: &verify.Key{PEM: k.PublicPEM}}}
 	creds := keychain{authn.FromConfig(authn.AuthConfig{Username: "robot", Password: "hunter2"})}
 
 	tests := map[string]struct {
-		status   int                                                                         // answered by the registry to every request
-		remote   func(r *testRegistry) func(context.Context, authn.Keychain) []remote.Option // nil: the registry's transport
-		timeout  time.Duration
-		want     func(host string) verify.Result
-		wantSent bool // whether any request reaches the registry
+		status  int  // answered by the registry to every request
+		hang    bool // the registry holds every request until the client gives up
+		timeout time.Duration
+		refuse  bool // the egress guard refuses the registry: nothing is sent
+		outcome verify.Outcome
+		detail  string // {host} is the registry's host:port
 	}{
-		"503": {
-			status:   http.StatusServiceUnavailable,
-			wantSent: true,
-			want: func(host string) verify.Result {
-				return verify.Result{Outcome: verify.Unavailable, Detail: "registry " + host + " answered HTTP 503 for the signatures of " + digest}
-			},
-		},
-		"429": {
-			status:   http.StatusTooManyRequests,
-			wantSent: true,
-			want: func(host string) verify.Result {
-				return verify.Result{Outcome: verify.Unavailable, Detail: "registry " + host + " answered HTTP 429 for the signatures of " + digest}
-			},
-		},
-		"401": {
-			status:   http.StatusUnauthorized,
-			wantSent: true,
-			want: func(host string) verify.Result {
-				return verify.Result{Outcome: verify.Unauthorized, Detail: "registry " + host + " refused the credentials (HTTP 401) for the signatures of " + digest}
-			},
-		},
-		"403": {
-			status:   http.StatusForbidden,
-			wantSent: true,
-			want: func(host string) verify.Result {
-				return verify.Result{Outcome: verify.Unauthorized, Detail: "registry " + host + " refused the credentials (HTTP 403) for the signatures of " + digest}
-			},
-		},
-		"registry not allowed": {
-			remote: func(r *testRegistry) func(context.Context, authn.Keychain) []remote.Option {
-				return remoteOptionsWith(refuse{host: r.host})
-			},
-			want: func(host string) verify.Result {
-				return verify.Result{Outcome: verify.NotAllowed, Detail: "registry not allowed: " + host + ": not on the registry allow-list"}
-			},
-		},
-		"time budget runs out": {
-			status:   statusHang,
-			timeout:  300 * time.Millisecond,
-			wantSent: true,
-			want: func(host string) verify.Result {
-				return verify.Result{Outcome: verify.Unavailable, Detail: "registry " + host + ": time ran out reading the signatures of " + digest}
-			},
-		},
+		"503":                  {status: http.StatusServiceUnavailable, outcome: verify.Unavailable, detail: "registry {host} answered HTTP 503 for the signatures of " + digest},
+		"429":                  {status: http.StatusTooManyRequests, outcome: verify.Unavailable, detail: "registry {host} answered HTTP 429 for the signatures of " + digest},
+		"401":                  {status: http.StatusUnauthorized, outcome: verify.Unauthorized, detail: "registry {host} refused the credentials (HTTP 401) for the signatures of " + digest},
+		"403":                  {status: http.StatusForbidden, outcome: verify.Unauthorized, detail: "registry {host} refused the credentials (HTTP 403) for the signatures of " + digest},
+		"registry not allowed": {refuse: true, outcome: verify.NotAllowed, detail: "registry not allowed: {host}: not on the registry allow-list"},
+		"time budget runs out": {hang: true, timeout: 300 * time.Millisecond, outcome: verify.Unavailable, detail: "registry {host}: time ran out reading the signatures of " + digest},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			reg := newTestRegistry(t)
-			reg.setStatus(tc.status)
-			ro := reg.remoteOptions
-			if tc.remote != nil {
-				ro = tc.remote(reg)
+			reg := oci.NewRegistry(t)
+			reg.SetStatus(tc.status)
+			if tc.hang {
+				reg.Hook(func(_ http.ResponseWriter, req *http.Request) bool {
+					<-req.Context().Done()
+					return true
+				})
+			}
+			ro := remoteOptions(t, reg)
+			if tc.refuse {
+				ro = remoteOptionsWith(refuse{})
 			}
 			v := newVerifier(t, bwcosign.Options{RemoteOptions: ro})
 			ctx := t.Context()
@@ -97,28 +65,28 @@ func TestVerifyRegistryFailures(t *testing.T) {
 				ctx, cancel = context.WithTimeout(ctx, tc.timeout)
 				defer cancel()
 			}
-			img := mustDigest(t, reg.host+"/app@"+digest)
-			got := v.Verify(ctx, verify.Request{Image: img, Authorities: auth, Keychain: creds})
-			if diff := cmp.Diff(tc.want(reg.host), got); diff != "" {
+			got := v.Verify(ctx, verify.Request{Image: reg.Repo(t, "app").Digest(digest), Authorities: auth, Keychain: creds})
+			want := result(tc.outcome, strings.ReplaceAll(tc.detail, "{host}", reg.Host))
+			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("Verify (-want +got):\n%s", diff)
 			}
 			if strings.Contains(got.Detail, "hunter2") || strings.Contains(got.Detail, "robot") {
 				t.Errorf("detail carries the credentials: %s", got.Detail)
 			}
-			if sent := len(reg.served()) > 0; sent != tc.wantSent {
-				t.Errorf("requests reached the registry: %t, want %t", sent, tc.wantSent)
+			if sent := len(reg.Served()) > 0; sent == tc.refuse {
+				t.Errorf("requests reached the registry: %t, want %t", sent, !tc.refuse)
 			}
 		})
 	}
 
 	t.Run("registry unreachable", func(t *testing.T) {
 		t.Parallel()
-		reg := newTestRegistry(t)
-		reg.srv.Close() // nothing listens on its address any more
-		v := newVerifier(t, bwcosign.Options{RemoteOptions: reg.remoteOptions})
-		got := v.Verify(t.Context(), verify.Request{Image: mustDigest(t, reg.host+"/app@"+digest), Authorities: auth})
+		reg := oci.NewRegistry(t)
+		reg.Close() // nothing listens on its address any more
+		v := newVerifier(t, bwcosign.Options{RemoteOptions: remoteOptions(t, reg)})
+		got := v.Verify(t.Context(), verify.Request{Image: reg.Repo(t, "app").Digest(digest), Authorities: auth})
 		// The rest of the detail is the dial error, as the OS words it.
-		if prefix := "registry " + reg.host + " unavailable: "; got.Outcome != verify.Unavailable || !strings.HasPrefix(got.Detail, prefix) {
+		if prefix := "registry " + reg.Host + " unavailable: "; got.Outcome != verify.Unavailable || !strings.HasPrefix(got.Detail, prefix) {
 			t.Errorf("Verify = %+v, want Outcome %s and a detail starting %q", got, verify.Unavailable, prefix)
 		}
 	})
@@ -131,9 +99,9 @@ func (k keychain) Resolve(authn.Resource) (authn.Authenticator, error) { return 
 
 // refuse is what pkg/registry's egress guard does with a registry that is not
 // allowed: it sends nothing and says why.
-type refuse struct{ host string }
+type refuse struct{}
 
-func (r refuse) RoundTrip(req *http.Request) (*http.Response, error) {
+func (refuse) RoundTrip(req *http.Request) (*http.Response, error) {
 	return nil, &registry.NotAllowedError{Host: req.URL.Host, Reason: "not on the registry allow-list"}
 }
 
@@ -141,18 +109,18 @@ func (r refuse) RoundTrip(req *http.Request) (*http.Response, error) {
 // ping, the manifest of the signature tag, and one GET per signature blob,
 // however many authorities are checked.
 func TestVerifyRequests(t *testing.T) {
-	reg := newTestRegistry(t)
-	k1, k2, k3 := newKey(t), newKey(t), newKey(t)
-	unsigned := reg.push("app")
-	one := reg.push("app")
-	reg.attach(one, one, k1)
-	two := reg.push("app")
-	reg.attach(two, two, k1)
-	reg.attach(two, two, k2)
-	keys := func(ks ...testKey) []verify.Authority {
+	reg := oci.NewRegistry(t)
+	k1, k2, k3 := oci.NewKey(t), oci.NewKey(t), oci.NewKey(t)
+	unsigned := push(t, reg, "app")
+	one := push(t, reg, "app")
+	reg.Sign(t, one, k1)
+	two := push(t, reg, "app")
+	reg.Sign(t, two, k1)
+	reg.Sign(t, two, k2)
+	keys := func(ks ...*oci.Key) []verify.Authority {
 		var as []verify.Authority
 		for i, k := range ks {
-			as = append(as, verify.Authority{Name: fmt.Sprintf("k%d", i+1), Key: &verify.Key{PEM: k.pem}})
+			as = append(as, verify.Authority{Name: fmt.Sprintf("k%d", i+1), Key: &verify.Key{PEM: k.PublicPEM}})
 		}
 		return as
 	}
@@ -171,43 +139,26 @@ func TestVerifyRequests(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			// Sequential: the registry's request log is shared.
 			want := []string{"GET /v2/", "GET /v2/app/manifests/sha256-" + hexOf(tc.image) + ".sig"}
-			want = append(want, signatureBlobs(t, reg, tc.image)...)
-			reg.served()
+			for _, sig := range reg.Signatures(t, tc.image) {
+				h, err := sig.Digest()
+				if err != nil {
+					t.Fatal(err)
+				}
+				want = append(want, "GET /v2/app/blobs/"+h.String())
+			}
+			sort.Strings(want[2:]) // blobs are fetched in parallel
+			before := len(reg.Served())
 
-			v := newVerifier(t, bwcosign.Options{RemoteOptions: reg.remoteOptions}) // cold
+			v := newVerifier(t, bwcosign.Options{RemoteOptions: remoteOptions(t, reg)}) // cold
 			got := v.Verify(t.Context(), verify.Request{Image: tc.image, Authorities: tc.authorities, Threshold: tc.threshold})
 			if got.Outcome != tc.outcome {
 				t.Fatalf("Outcome = %s (%s), want %s", got.Outcome, got.Detail, tc.outcome)
 			}
-			served := reg.served()
-			sort.Strings(served[min(2, len(served)):]) // blobs are fetched in parallel
+			served := reg.Served()[before:]
+			sort.Strings(served[min(2, len(served)):])
 			if diff := cmp.Diff(want, served); diff != "" {
 				t.Errorf("registry requests (-want +got):\n%s", diff)
 			}
 		})
 	}
-}
-
-// signatureBlobs lists the GETs of the signature layers of img, sorted.
-func signatureBlobs(t *testing.T, reg *testRegistry, img name.Digest) []string {
-	t.Helper()
-	ro := []ociremote.Option{ociremote.WithRemoteOptions(reg.remoteOptions(t.Context(), nil)...)}
-	tag, err := ociremote.SignatureTag(img, ro...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sigs, err := ociremote.Signatures(tag, ro...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := sigs.Manifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, l := range m.Layers {
-		out = append(out, "GET /v2/"+img.RepositoryStr()+"/blobs/"+l.Digest.String())
-	}
-	sort.Strings(out)
-	return out
 }
