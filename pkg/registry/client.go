@@ -84,6 +84,7 @@ type Client struct {
 	insecure map[string]bool
 	timeout  time.Duration
 	guard    *guard
+	pullers  pullers
 }
 
 // New validates o and returns a Client.

@@ -15,3 +15,6 @@ type NotAllowedError struct {
 func (e *NotAllowedError) Error() string {
 	return fmt.Sprintf("registry not allowed: %s: %s", e.Host, e.Reason)
 }
+
+// reasonPlainHTTP refuses plain HTTP to a registry not listed as insecure.
+const reasonPlainHTTP = "plain HTTP not allowed for this registry"

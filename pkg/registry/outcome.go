@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -18,8 +19,17 @@ import (
 // never cached. The detail never carries credentials: transport.Error holds none.
 func Failure(host, what string, err error) (verify.Outcome, string) {
 	var na *NotAllowedError
-	if errors.As(err, &na) {
+	if errors.As(err, &na) && na.Reason != reasonPlainHTTP {
 		return verify.NotAllowed, na.Error()
+	}
+	// go-containerregistry tries plain HTTP besides HTTPS for loopback and
+	// private registries; when HTTPS failed too, the guard's refusal of the
+	// plain-HTTP attempt is not why the registry could not be read.
+	if na != nil && !errors.Is(err, context.DeadlineExceeded) && !isTimeout(err) {
+		var te *transport.Error
+		if !errors.As(err, &te) {
+			return verify.NotAllowed, na.Error()
+		}
 	}
 	var te *transport.Error
 	if errors.As(err, &te) {
@@ -28,8 +38,13 @@ func Failure(host, what string, err error) (verify.Outcome, string) {
 		}
 		return verify.Unavailable, fmt.Sprintf("registry %s answered HTTP %d for %s", host, te.StatusCode, what)
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 		return verify.Unavailable, fmt.Sprintf("registry %s: time ran out reading %s", host, what)
 	}
 	return verify.Unavailable, fmt.Sprintf("registry %s unavailable: %v", host, err)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

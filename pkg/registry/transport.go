@@ -127,7 +127,7 @@ func (g *guard) checkURL(u *url.URL) (string, error) {
 	case u.Scheme == "http" && g.insecure[canonical]:
 		return label, nil
 	case u.Scheme == "http":
-		return label, &NotAllowedError{Host: u.Host, Reason: "plain HTTP not allowed for this registry"}
+		return label, &NotAllowedError{Host: u.Host, Reason: reasonPlainHTTP}
 	default:
 		return label, &NotAllowedError{Host: u.Host, Reason: fmt.Sprintf("scheme %q not allowed", u.Scheme)}
 	}

@@ -354,7 +354,31 @@ func (te *trustEnv) testRegistryDown(t *testing.T) {
 	}
 	start := time.Now()
 	_, err := createPod(t, ns, "new", fresh.String())
-	t.Logf("new digest with the registry down: answered in %v", time.Since(start))
+	t.Logf("new digest, registry answering 503: denied in %v", time.Since(start))
+	wantDenied(t, err, "registry unavailable (check signature)", te.evil.Host)
+
+	// A registry that accepts connections but never answers.
+	down.Store(false)
+	silent := te.evil.Push(t, "team/silent", "", oci.RandomImage(t))
+	te.evil.Sign(t, silent, te.release)
+	release := make(chan struct{})
+	var hanging atomic.Bool
+	hanging.Store(true)
+	te.evil.Hook(func(w http.ResponseWriter, r *http.Request) bool {
+		if hanging.Load() {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			http.Error(w, "too late", http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	})
+	defer func() { hanging.Store(false); close(release) }()
+	start = time.Now()
+	_, err = createPod(t, ns, "silent", silent.String())
+	t.Logf("new digest, registry not answering: denied in %v (registry.timeout %v)", time.Since(start), policy.DefaultRegistryTimeout)
 	wantDenied(t, err, "registry unavailable (check signature)", te.evil.Host)
 }
 
