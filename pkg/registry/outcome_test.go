@@ -40,4 +40,3 @@ func TestFailure(t *testing.T) {
 		})
 	}
 }
-
