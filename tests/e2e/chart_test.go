@@ -84,7 +84,7 @@ func TestHelmAndKustomizeRenderTheSameSafeObjects(t *testing.T) {
 		t.Fatalf("helm lint: %v\n%s", err, out)
 	}
 	template := func(values ...string) ([]byte, error) {
-		args := []string{"template", "bulwark", chartDir, "--namespace", "bulwark-system"}
+		args := []string{"template", "bulwark", chartDir, "--namespace", "bulwark-system", "--include-crds"}
 		for _, v := range values {
 			args = append(args, "--set", v)
 		}
