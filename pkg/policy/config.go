@@ -71,6 +71,8 @@ type Checks struct {
 	Hardening HardeningConfig `json:"hardening"`
 	Signature SignatureConfig `json:"signature"`
 	BaseImage BaseImageConfig `json:"baseImage"`
+	// Vulnerabilities configures the vulnerabilities check.
+	Vulnerabilities VulnerabilitiesConfig `json:"vulnerabilities"`
 }
 
 // Pinning says how images get their digest.
@@ -130,6 +132,11 @@ func Defaults() Policy {
 				MultiArch: MultiArchIndex,
 			},
 			BaseImage: BaseImageConfig{Mode: ModeEnforce, Approved: []string{}, Undeclared: NoMatchAllow},
+			Vulnerabilities: VulnerabilitiesConfig{
+				Mode: ModeEnforce, Threshold: "Critical", Ignore: []IgnoreRule{}, Namespaces: []NamespaceThreshold{},
+				Pending: OutcomeDeny, MaxDBAge: metav1.Duration{Duration: DefaultMaxDBAge}, StaleDB: OutcomeDeny,
+				StaleScanWindow: metav1.Duration{Duration: DefaultStaleScanWindow}, Platforms: []string{"linux/amd64", "linux/arm64"},
+			},
 			Hardening: HardeningConfig{
 				Mode:                        ModeEnforce,
 				DropAllCapabilities:         true,
@@ -195,6 +202,7 @@ func (p *Policy) Validate() field.ErrorList {
 	}
 	errs = append(errs, p.Checks.Signature.validate(checks.Child("signature"))...)
 	errs = append(errs, p.Checks.BaseImage.validate(checks.Child("baseImage"))...)
+	errs = append(errs, p.Checks.Vulnerabilities.validate(checks.Child("vulnerabilities"))...)
 	errs = append(errs, p.Registry.validate(field.NewPath("registry"))...)
 	ex := field.NewPath("exemptions")
 	if d := p.Exemptions.MaxWindow.Duration; d <= 0 || d > maxExemptionWindow {
@@ -229,6 +237,8 @@ func (p *Policy) ModeOf(c CheckID) Mode {
 		return p.Checks.Signature.Mode
 	case CheckBaseImage:
 		return p.Checks.BaseImage.Mode
+	case CheckVulnerabilities:
+		return p.Checks.Vulnerabilities.Mode
 	}
 	// Fail closed: a check without configuration is enforced.
 	return ModeEnforce

@@ -36,7 +36,7 @@ const (
 
 // ExemptableChecks are the check ids an exemption may name, including checks that
 // later versions add, so a policy written today stays valid.
-var ExemptableChecks = []CheckID{CheckDigest, CheckSignature, "vulnerabilities", CheckHardening, CheckBaseImage}
+var ExemptableChecks = []CheckID{CheckDigest, CheckSignature, CheckVulnerabilities, CheckHardening, CheckBaseImage}
 
 // Origin says where an exemption was found.
 type Origin string

@@ -16,6 +16,8 @@ const (
 	CheckSignature CheckID = "signature"
 	// CheckBaseImage requires the base an image declares to be pinned and approved.
 	CheckBaseImage CheckID = "base-image"
+	// CheckVulnerabilities denies images with findings at or above a severity.
+	CheckVulnerabilities CheckID = "vulnerabilities"
 )
 
 // Mode says what a check's findings do to a request.
