@@ -1,7 +1,8 @@
 // Package oci gives tests real OCI parts: an in-process registry over TLS
 // (go-containerregistry's pkg/registry) that counts requests and can be made to
 // fail, demand credentials or flip a tag; images and signatures made with the
-// go-containerregistry and cosign libraries; and stand-ins for Fulcio and Rekor
+// go-containerregistry and cosign libraries (multi-platform indexes,
+// signatures, in-toto attestations); and stand-ins for Fulcio and Rekor
 // whose certificates and bundles cosign verifies offline. Nothing here is a
 // mock: the registry speaks the distribution API to whatever client calls it.
 package oci
@@ -20,8 +21,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // T is the part of testing.TB the helpers use; the demo passes its own.
@@ -212,4 +216,31 @@ func (r *Registry) Paths(prefix string) map[string]int {
 		}
 	}
 	return out
+}
+
+// PushIndex writes to repo, by digest, an image index with a random image for
+// each platform (as a multi-platform build pushes), and returns the digests of
+// the index and of its images, in the order of platforms.
+func (r *Registry) PushIndex(t T, repo string, platforms ...v1.Platform) (index name.Digest, images []name.Digest) {
+	t.Helper()
+	rp := r.Repo(t, repo)
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	for _, p := range platforms {
+		img := RandomImage(t)
+		h, err := img.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
+		images = append(images, rp.Digest(h.String()))
+	}
+	h, err := idx.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	index = rp.Digest(h.String())
+	if err := remote.WriteIndex(index, idx, r.RemoteOptions()...); err != nil {
+		t.Fatalf("push %s: %v", index, err)
+	}
+	return index, images
 }

@@ -62,51 +62,78 @@ func Signature(t T, d name.Digest, priv *ecdsa.PrivateKey, certChain [][]byte) o
 	if err != nil {
 		t.Fatal(err)
 	}
-	sv, err := signature.LoadECDSASignerVerifier(priv, crypto.SHA256)
+	raw, err := signer(t, priv).SignMessage(bytes.NewReader(payload))
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := sv.SignMessage(bytes.NewReader(payload))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var opts []static.Option
-	if len(certChain) > 0 {
-		opts = append(opts, static.WithCertChain(certChain[0], bytes.Join(certChain[1:], nil)))
-	}
-	sig, err := static.NewSignature(payload, base64.StdEncoding.EncodeToString(raw), opts...)
+	sig, err := static.NewSignature(payload, base64.StdEncoding.EncodeToString(raw), withChain(certChain)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return sig
 }
 
+// signer signs with priv as cosign does with an ECDSA key: SHA-256.
+func signer(t T, priv *ecdsa.PrivateKey) signature.SignerVerifier {
+	t.Helper()
+	sv, err := signature.LoadECDSASignerVerifier(priv, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sv
+}
+
+// withChain attaches certChain (leaf first), if any, to a signature or
+// attestation.
+func withChain(certChain [][]byte, opts ...static.Option) []static.Option {
+	if len(certChain) > 0 {
+		opts = append(opts, static.WithCertChain(certChain[0], bytes.Join(certChain[1:], nil)))
+	}
+	return opts
+}
+
 // Attach adds sig to the signatures of d (which may be a signature made for
 // another digest: a copied signature).
 func (r *Registry) Attach(t T, d name.Digest, sig oci.Signature) {
+	t.Helper()
+	r.attach(t, d, sig, mutate.AttachSignatureToEntity, ociremote.WriteSignatures)
+}
+
+// attach adds sig to what of d (its signatures or its attestations) with
+// cosign's functions for it, as the cosign CLI does.
+func (r *Registry) attach(t T, d name.Digest, sig oci.Signature,
+	add func(oci.SignedEntity, oci.Signature, ...mutate.SignOption) (oci.SignedEntity, error),
+	write func(name.Repository, oci.SignedEntity, ...ociremote.Option) error,
+) {
 	t.Helper()
 	ro := ociremote.WithRemoteOptions(r.RemoteOptions()...)
 	se, err := ociremote.SignedEntity(d, ro)
 	if err != nil {
 		t.Fatalf("read %s: %v", d, err)
 	}
-	se, err = mutate.AttachSignatureToEntity(se, sig)
+	se, err = add(se, sig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ociremote.WriteSignatures(d.Context(), se, ro); err != nil {
-		t.Fatalf("write signatures of %s: %v", d, err)
+	if err := write(d.Context(), se, ro); err != nil {
+		t.Fatalf("attach to %s: %v", d, err)
 	}
 }
 
 // Signatures returns the signatures attached to d.
 func (r *Registry) Signatures(t T, d name.Digest) []oci.Signature {
 	t.Helper()
+	return r.attached(t, d, oci.SignedEntity.Signatures)
+}
+
+// attached returns the signatures or the attestations (what) of d.
+func (r *Registry) attached(t T, d name.Digest, what func(oci.SignedEntity) (oci.Signatures, error)) []oci.Signature {
+	t.Helper()
 	se, err := ociremote.SignedEntity(d, ociremote.WithRemoteOptions(r.RemoteOptions()...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	sigs, err := se.Signatures()
+	sigs, err := what(se)
 	if err != nil {
 		t.Fatal(err)
 	}

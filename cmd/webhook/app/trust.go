@@ -34,7 +34,7 @@ func withTrust(o *admission.Options, cfg *Config, client kubernetes.Interface, r
 	if err != nil {
 		return fmt.Errorf("registry access: %w", err)
 	}
-	co := cosign.Options{RemoteOptions: rc.RemoteOptions}
+	co := cosign.Options{RemoteOptions: rc.RemoteOptionsFor}
 	if client != nil {
 		co.SecretKey = secretKeyReader(client, cfg.Namespace)
 		o.Keychains = registry.NewKeychains(client)

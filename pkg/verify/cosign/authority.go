@@ -28,40 +28,54 @@ import (
 )
 
 // check is one authority of a request: how to verify it, and what verifying
-// the image's signatures against it found.
+// the items of one kind (signatures, attestations) of one digest against it
+// found.
 type check struct {
 	authority verify.Authority
 	label     string // `key "release"`, for messages
+	kind      *kind
 	co        *cosign.CheckOpts
 	loadErr   error // the authority could not be loaded: it verifies nothing
 
-	// signers identifies who made each signature that verified: the key's
+	// signers identifies who made each item that verified: the key's
 	// fingerprint, or the certificate's issuer and subjects. Two authorities
 	// count as two only if distinct signers satisfy them.
 	signers []string
-	reasons []string // distinct reasons signatures failed, in order of first appearance
+	reasons []string // distinct reasons items failed, in order of first appearance
 }
 
 // check prepares the verification of authority a (the i-th of the request).
 func (v *Verifier) check(ctx context.Context, i int, a verify.Authority) check {
-	c := check{authority: a, label: label(i, a)}
+	c := check{authority: a, label: label(i, a), kind: &signatures}
 	c.co, c.loadErr = v.checkOpts(ctx, a)
 	return c
 }
 
-// run verifies every signature against the authority with cosign, recording
-// the signers that verify and the reasons the others do not.
-func (c *check) run(ctx context.Context, sigs []fetched, h v1.Hash) {
+// fresh returns the check of the same authority for items of kind k, with
+// nothing found yet: the same options, but k's claims.
+func (c *check) fresh(k *kind) check {
+	n := check{authority: c.authority, label: c.label, kind: k, loadErr: c.loadErr}
+	if c.co != nil {
+		co := *c.co
+		co.ClaimVerifier = k.claims
+		n.co = &co
+	}
+	return n
+}
+
+// run verifies every item against the authority with cosign, recording the
+// signers that verify and the reasons the others do not.
+func (c *check) run(ctx context.Context, items []fetched, h v1.Hash) {
 	if c.loadErr != nil {
 		c.addReason(c.loadErr.Error())
 		return
 	}
-	for _, f := range sigs {
+	for _, f := range items {
 		if f.err != nil {
 			c.addReason(f.err.Error())
 			continue
 		}
-		if _, err := cosign.VerifyImageSignature(ctx, f.sig, h, c.co); err != nil {
+		if err := c.kind.verify(ctx, f.sig, h, c.co); err != nil {
 			c.addReason(c.reason(f.sig, err))
 			continue
 		}

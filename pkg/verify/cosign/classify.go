@@ -1,7 +1,6 @@
 package cosign
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -30,18 +29,19 @@ type invalidSignatureError struct{ err error }
 func (e *invalidSignatureError) Error() string { return "invalid signature: " + e.err.Error() }
 func (e *invalidSignatureError) Unwrap() error { return e.err }
 
-// otherDigestError: a valid signature whose payload names another image digest
-// (a signature copied from another image).
+// otherDigestError: a valid signature or attestation whose payload names
+// another image digest (one copied from another image).
 type otherDigestError struct {
+	noun   string // "signature", "attestation"
 	digest string // what the payload names; empty when it names none
 	err    error
 }
 
 func (e *otherDigestError) Error() string {
 	if e.digest == "" {
-		return "signature payload names no image digest"
+		return e.noun + " payload names no image digest"
 	}
-	return "signature was made for another digest " + e.digest
+	return e.noun + " was made for another digest " + e.digest
 }
 func (e *otherDigestError) Unwrap() error { return e.err }
 
@@ -58,42 +58,48 @@ func claimVerifier(sig oci.Signature, h v1.Hash, annotations map[string]any) err
 	}
 	var sci payload.SimpleContainerImage
 	if json.Unmarshal(p, &sci) == nil && sci.Critical.Image.DockerManifestDigest != h.String() {
-		return &otherDigestError{digest: sci.Critical.Image.DockerManifestDigest, err: err}
+		return &otherDigestError{noun: "signature", digest: sci.Critical.Image.DockerManifestDigest, err: err}
 	}
 	return err
 }
 
-// reason says, for a user, why sig does not verify against the authority.
+// reason says, for a user, why sig (a signature or an attestation) does not
+// verify against the authority.
 func (c *check) reason(sig oci.Signature, err error) string {
 	var od *otherDigestError
-	if errors.As(err, &od) {
-		return od.Error()
+	var pt *predicateTypeError
+	if errors.As(err, &od) || errors.As(err, &pt) {
+		return err.Error()
 	}
 	var is *invalidSignatureError
 	if errors.As(err, &is) {
 		return "invalid signature"
 	}
 	if c.authority.Keyless != nil {
-		return keylessReason(sig, c.co, c.authority.Keyless, err)
+		return keylessReason(c.kind, sig, c.co, c.authority.Keyless, err)
+	}
+	// The DSSE verifier of an attestation drops the key's error: check again.
+	if c.kind.envelope && c.kind.checkSignature(sig, c.co.SigVerifier) != nil {
+		return "invalid signature"
 	}
 	return err.Error()
 }
 
-// keylessReason diagnoses a failed keyless verification, step by step in the
-// order cosign verifies, with cosign's own functions: Rekor bundle, certificate
-// chain, identity, signature. Anything else (an expired certificate) is said
-// as cosign says it.
-func keylessReason(sig oci.Signature, co *cosign.CheckOpts, k *verify.Keyless, err error) string {
+// keylessReason diagnoses a failed keyless verification of sig (an item of
+// kind k), step by step in the order cosign verifies, with cosign's own
+// functions: Rekor bundle, certificate chain, identity, signature. Anything
+// else (an expired certificate) is said as cosign says it.
+func keylessReason(k *kind, sig oci.Signature, co *cosign.CheckOpts, kl *verify.Keyless, err error) string {
 	cert, cerr := sig.Cert()
 	switch {
 	case cerr != nil:
-		return fmt.Sprintf("signature certificate does not parse: %v", cerr)
+		return fmt.Sprintf("%s certificate does not parse: %v", k.one, cerr)
 	case cert == nil:
-		return "signature carries no certificate (it was made with a key, not keyless)"
+		return k.one + " carries no certificate (it was made with a key, not keyless)"
 	}
 	if !co.IgnoreTlog {
 		if b, berr := sig.Bundle(); berr == nil && b == nil {
-			return "signature carries no Rekor bundle; the trusted root has Rekor keys, so one is required"
+			return k.one + " carries no Rekor bundle; the trusted root has Rekor keys, so one is required"
 		}
 		if _, berr := cosign.VerifyBundle(sig, co); berr != nil {
 			return fmt.Sprintf("rekor bundle does not verify: %v", berr)
@@ -103,40 +109,23 @@ func keylessReason(sig oci.Signature, co *cosign.CheckOpts, k *verify.Keyless, e
 	got := fmt.Sprintf("issuer=%q subject=%q", issuer, strings.Join(subjects, ","))
 	var ua x509.UnknownAuthorityError
 	if errors.As(err, &ua) {
-		return fmt.Sprintf("certificate (%s) was not issued by the trusted root %s", got, k.TrustedRoot)
+		return fmt.Sprintf("certificate (%s) was not issued by the trusted root %s", got, kl.TrustedRoot)
 	}
 	var ci x509.CertificateInvalidError
 	if errors.As(err, &ci) {
 		return fmt.Sprintf("certificate (%s) rejected: %v", got, ci)
 	}
 	if cosign.CheckCertificatePolicy(cert, co) != nil {
-		return fmt.Sprintf("certificate identity %s does not match %s", got, expectedIdentity(k))
+		return fmt.Sprintf("certificate identity %s does not match %s", got, expectedIdentity(kl))
 	}
-	if err := checkSignature(sig, cert); err != nil {
+	if sv, lerr := signature.LoadVerifier(cert.PublicKey, crypto.SHA256); lerr != nil || k.checkSignature(sig, sv) != nil {
 		return "invalid signature"
 	}
 	if co.IgnoreTlog && time.Now().After(cert.NotAfter) {
-		return fmt.Sprintf("certificate expired at %s; the trusted root has no Rekor keys, so a keyless signature verifies only while its certificate is valid",
-			cert.NotAfter.UTC().Format(time.RFC3339))
+		return fmt.Sprintf("certificate expired at %s; the trusted root has no Rekor keys, so a keyless %s verifies only while its certificate is valid",
+			cert.NotAfter.UTC().Format(time.RFC3339), k.one)
 	}
 	return err.Error()
-}
-
-// checkSignature verifies sig with the certificate's key, as cosign does.
-func checkSignature(sig oci.Signature, cert *x509.Certificate) error {
-	sv, err := signature.LoadVerifier(cert.PublicKey, crypto.SHA256)
-	if err != nil {
-		return err
-	}
-	raw, err := sig.Signature()
-	if err != nil {
-		return err
-	}
-	p, err := sig.Payload()
-	if err != nil {
-		return err
-	}
-	return sv.VerifySignature(bytes.NewReader(raw), bytes.NewReader(p))
 }
 
 func expectedIdentity(k *verify.Keyless) string {
@@ -165,9 +154,10 @@ func isRegistryError(err error) bool {
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
-// registryResult classifies a failure to read the signatures of img.
-func registryResult(img name.Digest, err error) verify.Result {
-	o, detail := registry.Failure(img.RegistryStr(), "the signatures of "+img.DigestStr(), err)
+// registryResult classifies a failure to read what (e.g. "the signatures of
+// sha256:…") of img.
+func registryResult(img name.Digest, what string, err error) verify.Result {
+	o, detail := registry.Failure(img.RegistryStr(), what, err)
 	return verify.Result{Outcome: o, Detail: detail}
 }
 
@@ -211,24 +201,28 @@ func labels(checks []check, satisfied bool) string {
 	return strings.Join(ls, ", ")
 }
 
-// expectation says what an image needs: `a signature by key "release"`.
-func expectation(checks []check, threshold int) string {
+// noneFound says that an image has no items of kind k, and what it needs:
+// `no signatures found; expected a signature by key "release"`.
+func noneFound(k *kind, checks []check, threshold int) string {
 	all := labels(checks, false)
+	var want string
 	switch {
 	case threshold == 1 && len(checks) == 1:
-		return "a signature by " + all
+		want = k.article + " " + k.one + " by " + all
 	case threshold == 1:
-		return "a signature by one of " + all
+		want = k.article + " " + k.one + " by one of " + all
 	default:
-		return fmt.Sprintf("signatures by %d of %s", threshold, all)
+		want = fmt.Sprintf("%s by %d of %s", k.many, threshold, all)
 	}
+	return "no " + k.many + " found; expected " + want
 }
 
-// mismatchDetail says why too few authorities verified: how many were needed,
-// which verified, and per authority that did not, why its signatures failed.
-func mismatchDetail(checks []check, threshold, distinct, checked, found int) string {
+// mismatchDetail says why too few authorities verified items of kind k: how
+// many were needed, which verified, and per authority that did not, why its
+// items failed.
+func mismatchDetail(k *kind, checks []check, threshold, distinct, checked, found int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d %s found", found, plural(found, "signature", "signatures"))
+	fmt.Fprintf(&b, "%d %s found", found, plural(found, k.one, k.many))
 	verified := labels(checks, true)
 	switch {
 	case checked == 0:
@@ -252,7 +246,7 @@ func mismatchDetail(checks []check, threshold, distinct, checked, found int) str
 		}
 	}
 	if checked > 0 && found > checked {
-		fmt.Fprintf(&b, "; only the first %d of %d signatures were checked", checked, found)
+		fmt.Fprintf(&b, "; only the first %d of %d %s were checked", checked, found, k.many)
 	}
 	return b.String()
 }

@@ -22,9 +22,6 @@ import (
 func TestVerify(t *testing.T) {
 	reg := oci.NewRegistry(t)
 	k1, k2, k3, other := oci.NewKey(t), oci.NewKey(t), oci.NewKey(t), oci.NewKey(t)
-	keyAuth := func(n string, k *oci.Key) verify.Authority {
-		return verify.Authority{Name: n, Key: &verify.Key{PEM: k.PublicPEM}}
-	}
 
 	unsigned := push(t, reg, "app")
 	byK1 := push(t, reg, "app")
@@ -268,4 +265,9 @@ func TestVerify(t *testing.T) {
 // and the authorities satisfied.
 func result(o verify.Outcome, detail string, satisfied ...string) verify.Result {
 	return verify.Result{Outcome: o, Detail: detail, Satisfied: satisfied}
+}
+
+// keyAuth is an authority named n holding k's public key inline.
+func keyAuth(n string, k *oci.Key) verify.Authority {
+	return verify.Authority{Name: n, Key: &verify.Key{PEM: k.PublicPEM}}
 }

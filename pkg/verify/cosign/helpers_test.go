@@ -50,14 +50,14 @@ func (g *defaultTransportGuard) RoundTrip(req *http.Request) (*http.Response, er
 // production, over a transport that reaches reg and fails the test on any
 // other host: a Verify call must not reach Fulcio, Rekor, a TUF mirror or
 // anything else.
-func remoteOptions(t *testing.T, reg *oci.Registry) func(context.Context, authn.Keychain) []remote.Option {
+func remoteOptions(t *testing.T, reg *oci.Registry) func(context.Context, name.Reference, authn.Keychain) []remote.Option {
 	return remoteOptionsWith(onlyHost{host: reg.Host, rt: reg.Transport(), t: t})
 }
 
 // remoteOptionsWith gives the context, the transport rt, the keychain
 // (anonymous when nil) and a (here fast) retry policy.
-func remoteOptionsWith(rt http.RoundTripper) func(context.Context, authn.Keychain) []remote.Option {
-	return func(ctx context.Context, kc authn.Keychain) []remote.Option {
+func remoteOptionsWith(rt http.RoundTripper) func(context.Context, name.Reference, authn.Keychain) []remote.Option {
+	return func(ctx context.Context, _ name.Reference, kc authn.Keychain) []remote.Option {
 		if kc == nil {
 			kc = authn.NewMultiKeychain() // anonymous
 		}

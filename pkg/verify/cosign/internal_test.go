@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
@@ -30,7 +31,7 @@ func TestSecretKeyRefresh(t *testing.T) {
 	pems := []string{oci.NewKey(t).PublicPEM, oci.NewKey(t).PublicPEM}
 	reads := 0
 	v, err := New(Options{
-		RemoteOptions: func(context.Context, authn.Keychain) []remote.Option { return nil },
+		RemoteOptions: func(context.Context, name.Reference, authn.Keychain) []remote.Option { return nil },
 		SecretKey: func(context.Context, verify.SecretRef) ([]byte, error) {
 			reads++
 			return []byte(pems[min(reads, len(pems))-1]), nil // rotated after the first read

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +12,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	cosignoci "github.com/sigstore/cosign/v2/pkg/oci"
 
 	"github.com/bulwark-dev/bulwark/pkg/registry"
 	"github.com/bulwark-dev/bulwark/pkg/verify"
@@ -107,7 +109,10 @@ func (refuse) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // TestVerifyRequests pins the registry requests of one cold verification: a
 // ping, the manifest of the signature tag, and one GET per signature blob,
-// however many authorities are checked.
+// however many authorities are checked; when attestations are required, then
+// the manifest of the attestation tag and one GET per attestation blob,
+// however many predicate types; when every platform must verify, one GET of
+// the image's manifest and, for an index, the same again for each platform.
 func TestVerifyRequests(t *testing.T) {
 	reg := oci.NewRegistry(t)
 	k1, k2, k3 := oci.NewKey(t), oci.NewKey(t), oci.NewKey(t)
@@ -117,48 +122,105 @@ func TestVerifyRequests(t *testing.T) {
 	two := push(t, reg, "app")
 	reg.Sign(t, two, k1)
 	reg.Sign(t, two, k2)
+	attested := push(t, reg, "app")
+	reg.Sign(t, attested, k1)
+	reg.Attest(t, attested, k1, oci.SLSAProvenanceV1, slsaPredicate)
+	index, platforms := reg.PushIndex(t, "app", v1.Platform{OS: "linux", Architecture: "amd64"}, v1.Platform{OS: "linux", Architecture: "arm64"})
+	for _, d := range append([]name.Digest{index}, platforms...) {
+		reg.Sign(t, d, k1)
+	}
 	keys := func(ks ...*oci.Key) []verify.Authority {
 		var as []verify.Authority
 		for i, k := range ks {
-			as = append(as, verify.Authority{Name: fmt.Sprintf("k%d", i+1), Key: &verify.Key{PEM: k.PublicPEM}})
+			as = append(as, keyAuth(fmt.Sprintf("k%d", i+1), k))
 		}
 		return as
 	}
 
+	// digestRequests is what verifying d costs after the ping; blobs are
+	// fetched in parallel, so each run of them is sorted.
+	digestRequests := func(d name.Digest, attestations bool) []string {
+		tag := "GET /v2/app/manifests/sha256-" + hexOf(d)
+		out := append([]string{tag + ".sig"}, blobRequests(t, reg.Signatures(t, d))...)
+		if attestations {
+			out = append(append(out, tag+".att"), blobRequests(t, reg.Attestations(t, d))...)
+		}
+		return out
+	}
 	tests := map[string]struct {
-		image       name.Digest
-		authorities []verify.Authority
-		threshold   int
-		outcome     verify.Outcome
+		image        name.Digest
+		authorities  []verify.Authority
+		threshold    int
+		attestations []string
+		allPlatforms bool
+		outcome      verify.Outcome
 	}{
-		"unsigned":                             {image: unsigned, authorities: keys(k1), outcome: verify.Unsigned},
-		"one signature, one key":               {image: one, authorities: keys(k1), outcome: verify.Verified},
-		"two signatures, three keys, 2 needed": {image: two, authorities: keys(k1, k2, k3), threshold: 2, outcome: verify.Verified},
+		"unsigned":                                   {image: unsigned, authorities: keys(k1), outcome: verify.Unsigned},
+		"one signature, one key":                     {image: one, authorities: keys(k1), outcome: verify.Verified},
+		"two signatures, three keys, 2 needed":       {image: two, authorities: keys(k1, k2, k3), threshold: 2, outcome: verify.Verified},
+		"one signature, one attestation required":    {image: attested, authorities: keys(k1), attestations: []string{oci.SLSAProvenanceV1}, outcome: verify.Verified},
+		"one signature, all platforms, not an index": {image: one, authorities: keys(k1), allPlatforms: true, outcome: verify.Verified},
+		"index of two platforms, all platforms":      {image: index, authorities: keys(k1), allPlatforms: true, outcome: verify.Verified},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			// Sequential: the registry's request log is shared.
-			want := []string{"GET /v2/", "GET /v2/app/manifests/sha256-" + hexOf(tc.image) + ".sig"}
-			for _, sig := range reg.Signatures(t, tc.image) {
-				h, err := sig.Digest()
-				if err != nil {
-					t.Fatal(err)
-				}
-				want = append(want, "GET /v2/app/blobs/"+h.String())
+			want := append([]string{"GET /v2/"}, digestRequests(tc.image, len(tc.attestations) > 0)...)
+			if tc.allPlatforms {
+				want = append(want, "GET /v2/app/manifests/"+tc.image.DigestStr())
 			}
-			sort.Strings(want[2:]) // blobs are fetched in parallel
+			parallel := len(want) // platforms are verified in parallel: from here, in any order
+			if tc.image == index && tc.allPlatforms {
+				for _, p := range platforms {
+					want = append(want, digestRequests(p, len(tc.attestations) > 0)...)
+				}
+			}
 			before := len(reg.Served())
 
 			v := newVerifier(t, bwcosign.Options{RemoteOptions: remoteOptions(t, reg)}) // cold
-			got := v.Verify(t.Context(), verify.Request{Image: tc.image, Authorities: tc.authorities, Threshold: tc.threshold})
+			got := v.Verify(t.Context(), verify.Request{Image: tc.image, Authorities: tc.authorities, Threshold: tc.threshold,
+				Attestations: tc.attestations, AllPlatforms: tc.allPlatforms})
 			if got.Outcome != tc.outcome {
 				t.Fatalf("Outcome = %s (%s), want %s", got.Outcome, got.Detail, tc.outcome)
 			}
 			served := reg.Served()[before:]
-			sort.Strings(served[min(2, len(served)):])
+			sortBlobRuns(served[:min(parallel, len(served))])
+			slices.Sort(served[min(parallel, len(served)):])
+			slices.Sort(want[parallel:])
 			if diff := cmp.Diff(want, served); diff != "" {
 				t.Errorf("registry requests (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// blobRequests are the GETs of the blobs of sigs (signatures or
+// attestations), sorted.
+func blobRequests(t *testing.T, sigs []cosignoci.Signature) []string {
+	t.Helper()
+	var out []string
+	for _, sig := range sigs {
+		h, err := sig.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, "GET /v2/app/blobs/"+h.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// sortBlobRuns sorts each run of consecutive blob GETs of reqs in place.
+func sortBlobRuns(reqs []string) {
+	isBlob := func(r string) bool { return strings.Contains(r, "/blobs/") }
+	for i := 0; i < len(reqs); {
+		j := i + 1
+		if isBlob(reqs[i]) {
+			for j < len(reqs) && isBlob(reqs[j]) {
+				j++
+			}
+			slices.Sort(reqs[i:j])
+		}
+		i = j
 	}
 }
