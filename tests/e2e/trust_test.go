@@ -71,6 +71,7 @@ func TestTrust(t *testing.T) {
 		{Name: "team", Images: []string{te.reg.Host + "/team/**"}, Authorities: []verify.Authority{release}},
 		{Name: "keyless", Images: []string{te.reg.Host + "/keyless/**"}, Authorities: []verify.Authority{{Name: "ci",
 			Keyless: &verify.Keyless{Issuer: keylessIssuer, Subject: keylessSubject, TrustedRoot: root}}}},
+		{Name: "attested", Images: []string{te.reg.Host + "/attested/**"}, Authorities: []verify.Authority{release}, Attestations: []string{oci.SLSAProvenanceV1}},
 		{Name: "everything", Images: []string{"**"}, Authorities: []verify.Authority{release}},
 	}
 	p.Checks.BaseImage.Enabled = true
@@ -106,6 +107,7 @@ func TestTrust(t *testing.T) {
 
 	t.Run("key", te.testKey)
 	t.Run("keyless", te.testKeyless)
+	t.Run("attestations", te.testAttestations)
 	t.Run("base image", te.testBaseImage)
 	t.Run("resolve", te.testResolve)
 	t.Run("later webhook changes the digest", te.testLaterMutation)
@@ -186,6 +188,27 @@ func (te *trustEnv) testKeyless(t *testing.T) {
 			wantDenied(t, err, "no valid signature from a trusted authority (check signature)", `authorities "ci"`)
 		})
 	}
+}
+
+func (te *trustEnv) testAttestations(t *testing.T) {
+	ns := trustNamespace(t)
+	provenance := []byte(`{"buildDefinition":{"buildType":"https://bulwark.dev/e2e"},"runDetails":{"builder":{"id":"https://bulwark.dev/e2e-builder"}}}`)
+	attested := te.reg.Push(t, "attested/app", "", oci.RandomImage(t))
+	te.reg.Sign(t, attested, te.release)
+	te.reg.Attest(t, attested, te.release, oci.SLSAProvenanceV1, provenance)
+	if _, err := createPod(t, ns, "attested", attested.String()); err != nil {
+		t.Fatalf("signed, with SLSA provenance by the trusted key: %v", err)
+	}
+	signedOnly := te.reg.Push(t, "attested/app", "", oci.RandomImage(t))
+	te.reg.Sign(t, signedOnly, te.release)
+	_, err := createPod(t, ns, "signed-only", signedOnly.String())
+	wantDenied(t, err, "required attestation missing (check signature)", oci.SLSAProvenanceV1)
+
+	byOther := te.reg.Push(t, "attested/app", "", oci.RandomImage(t))
+	te.reg.Sign(t, byOther, te.release)
+	te.reg.Attest(t, byOther, te.other, oci.SLSAProvenanceV1, provenance)
+	_, err = createPod(t, ns, "attested-by-other", byOther.String())
+	wantDenied(t, err, "required attestation missing (check signature)")
 }
 
 func (te *trustEnv) testBaseImage(t *testing.T) {
