@@ -155,6 +155,7 @@ func Defaults() Policy {
 			Allow:          []string{},
 			AllowAddresses: []string{},
 			Insecure:       []string{},
+			Mirrors:        map[string]string{},
 			Timeout:        metav1.Duration{Duration: DefaultRegistryTimeout},
 		},
 	}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -95,6 +96,10 @@ type RegistryConfig struct {
 	AllowAddresses []string `json:"allowAddresses"`
 	// Insecure lists registries (host:port) reached over plain HTTP. Default none.
 	Insecure []string `json:"insecure"`
+	// Mirrors maps a registry to a mirror serving the same repositories (and
+	// signatures) under the same paths; requests go to the mirror, which must
+	// be on Allow. Default none.
+	Mirrors map[string]string `json:"mirrors"`
 	// Timeout bounds each registry request. Default 1.5s: a registry that does
 	// not answer costs an admission at most that long before it is denied.
 	Timeout metav1.Duration `json:"timeout"`
@@ -313,6 +318,13 @@ func (c *RegistryConfig) validate(p *field.Path) field.ErrorList {
 	for i, h := range c.Insecure {
 		if !validHost(h) {
 			errs = append(errs, field.Invalid(p.Child("insecure").Index(i), h, "must be a registry host or host:port"))
+		}
+	}
+	for from, to := range c.Mirrors {
+		if !validHost(from) || !validHost(to) {
+			errs = append(errs, field.Invalid(p.Child("mirrors").Key(from), to, "registry and mirror must be host or host:port"))
+		} else if !slices.Contains(c.Allow, to) {
+			errs = append(errs, field.Invalid(p.Child("mirrors").Key(from), to, "the mirror must be on registry.allow"))
 		}
 	}
 	for i, s := range c.AllowAddresses {

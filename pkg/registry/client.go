@@ -68,6 +68,11 @@ type Options struct {
 	// Resolver, if set, resolves host names; nil uses net.DefaultResolver. Tests
 	// use it to map a name to 127.0.0.1.
 	Resolver Resolver
+	// Mirrors maps a registry ("host" or "host:port", as in Allow) to a mirror
+	// that serves the same repositories under the same paths, signatures
+	// included. Every request for the registry goes to the mirror instead; the
+	// mirror must be on Allow, the registry itself need not be. Default none.
+	Mirrors map[string]string
 }
 
 // Resolver resolves a host name to IP addresses; *net.Resolver satisfies it.
@@ -81,6 +86,7 @@ type Resolver interface {
 // to must be public or explicitly allowed. A Client is safe for concurrent use.
 type Client struct {
 	allowed  map[string]string // canonical host:port → metric label
+	mirrors  map[string]string // canonical host:port → mirror's canonical host:port
 	insecure map[string]bool
 	timeout  time.Duration
 	guard    *guard
@@ -100,6 +106,21 @@ func New(o Options) (*Client, error) {
 			return nil, fmt.Errorf("registry allow-list entry %q: %w", redactUserinfo(a), err)
 		}
 		c.allowed[h] = hostLabel(h)
+	}
+	c.mirrors = make(map[string]string, len(o.Mirrors))
+	for from, to := range o.Mirrors {
+		f, err := canonicalHost(from)
+		if err != nil {
+			return nil, fmt.Errorf("mirrored registry %q: %w", redactUserinfo(from), err)
+		}
+		t, err := canonicalHost(to)
+		if err != nil {
+			return nil, fmt.Errorf("mirror %q: %w", redactUserinfo(to), err)
+		}
+		if _, ok := c.allowed[t]; !ok {
+			return nil, fmt.Errorf("mirror %q of %q: not on the registry allow-list", to, from)
+		}
+		c.mirrors[f] = t
 	}
 	for _, s := range o.Insecure {
 		h, err := canonicalHost(s)
@@ -146,6 +167,7 @@ func New(o Options) (*Client, error) {
 
 	g := &guard{
 		allowed:   c.allowed,
+		mirrors:   c.mirrors,
 		insecure:  c.insecure,
 		addresses: addresses,
 		timeout:   c.timeout,
@@ -191,6 +213,9 @@ func (c *Client) registry(ref name.Reference) (string, error) {
 	h, err := canonicalHost(host)
 	if err != nil {
 		return "", &NotAllowedError{Host: host, Reason: "not a host or host:port"}
+	}
+	if m, ok := c.mirrors[h]; ok {
+		h = m
 	}
 	if _, ok := c.allowed[h]; !ok {
 		return "", &NotAllowedError{Host: host, Reason: reasonNotListed}

@@ -29,6 +29,7 @@ const maxResponseHeaderBytes = 64 << 10
 // connection through dial.
 type guard struct {
 	allowed   map[string]string // canonical host:port → metric label
+	mirrors   map[string]string // canonical host:port → mirror's
 	insecure  map[string]bool   // canonical host:port that may use plain HTTP
 	addresses []netip.Prefix    // non-public destinations that may be dialled
 	timeout   time.Duration
@@ -67,6 +68,13 @@ func (g *guard) newTransport(rootCAs *x509.CertPool) *http.Transport {
 // then bounds the request in time and its response body in size, and refuses a
 // redirect or bearer challenge that points where the client may not go.
 func (g *guard) RoundTrip(req *http.Request) (*http.Response, error) {
+	if h, err := canonicalHost(req.URL.Host); err == nil {
+		if m, ok := g.mirrors[h]; ok {
+			// The mirror serves the same paths; it is checked like any host.
+			req = req.Clone(req.Context())
+			req.URL.Host, req.Host = m, ""
+		}
+	}
 	label, err := g.checkURL(req.URL)
 	if err != nil {
 		if req.Body != nil {

@@ -26,6 +26,7 @@ func withTrust(o *admission.Options, cfg *Config, client kubernetes.Interface, r
 		Allow:          p.Registry.Allow,
 		AllowAddresses: p.Registry.Prefixes(),
 		Insecure:       p.Registry.Insecure,
+		Mirrors:        p.Registry.Mirrors,
 		RootCAs:        cfg.RegistryCAs,
 		Timeout:        p.Registry.Timeout.Duration,
 		MaxBlobBytes:   maxSignatureBlobBytes,
