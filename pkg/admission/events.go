@@ -42,6 +42,13 @@ func (h *Handler) recordEvents(req admission.Request, obj *object, d policy.Deci
 			emit(corev1.EventTypeWarning, EventExemptionExpiring, fmt.Sprintf("exemption %s ends in %s", exemptionSummary(e), e.Until.Sub(now).Round(time.Minute)))
 		}
 	}
+	// Findings the policy's ignore rules accept are exemptions too.
+	for _, v := range d.ByAction(policy.ActionExempt) {
+		if e := v.Exemption; e != nil && e.Origin == policy.OriginPolicy {
+			emit(corev1.EventTypeNormal, EventPolicyExempted, fmt.Sprintf("%s admitted with %s at %s accepted by the policy until %s (reason: %s)",
+				describe(req, obj), v.Finding, v.Path, e.Until.UTC().Format(time.RFC3339), e.Reason))
+		}
+	}
 	for _, r := range ex.rejections {
 		emit(corev1.EventTypeWarning, EventExemptionRejected, fmt.Sprintf("%s: %s (%s)", describe(req, obj), r, r.Cause))
 	}

@@ -58,6 +58,9 @@ type Options struct {
 	// Inspector reads the base an image declares; without it every image the
 	// base-image check judges is denied as unread.
 	Inspector verify.Inspector
+	// Scans gives images' scan state; without it every image the
+	// vulnerabilities check judges counts as not scanned.
+	Scans Scans
 	// Resolver resolves tags (pinning: resolve); without it tags stay unresolved.
 	Resolver Resolver
 	// Keychains gives pods' registry credentials; without it registries are
@@ -82,6 +85,7 @@ type Handler struct {
 	budget     time.Duration
 	verifier   verify.Verifier
 	inspector  verify.Inspector
+	scans      Scans
 	resolver   Resolver
 	keychains  Keychains
 	log        logr.Logger
@@ -97,7 +101,7 @@ func NewHandler(o Options) *Handler {
 	}
 	return &Handler{stage: o.Stage, policy: o.Policy, metrics: o.Metrics, authorizer: o.Authorizer,
 		lookup: o.Lookup, events: o.Events, grantKey: o.GrantKey, now: o.Now, budget: o.Budget,
-		verifier: o.Verifier, inspector: o.Inspector, resolver: o.Resolver, keychains: o.Keychains,
+		verifier: o.Verifier, inspector: o.Inspector, scans: o.Scans, resolver: o.Resolver, keychains: o.Keychains,
 		log: logf.Log.WithName(string(o.Stage))}
 }
 
@@ -172,7 +176,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, rv *Review)
 	}
 	p := h.policy()
 	now := h.now()
-	in := &policy.Input{Stage: h.stage, Operation: op, Pod: obj.pod, Spec: obj.spec, SpecPath: obj.specPath}
+	in := &policy.Input{Stage: h.stage, Operation: op, Pod: obj.pod, Spec: obj.spec, SpecPath: obj.specPath, Namespace: req.Namespace, Now: now}
 	var old *object
 	if op == policy.OperationUpdate {
 		old, err = decodeObject(gvk, req.OldObject.Raw)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -11,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/bulwark-dev/bulwark/pkg/policy"
+	"github.com/bulwark-dev/bulwark/pkg/scan"
 	"github.com/bulwark-dev/bulwark/pkg/verify"
 )
 
@@ -24,6 +26,27 @@ type Resolver interface {
 type Keychains interface {
 	ForPod(ctx context.Context, namespace, serviceAccount string, pullSecrets []string) (authn.Keychain, error)
 }
+
+// ScanRequest asks for the scan of one image, with where its pull credentials
+// are (the pod's namespace, service account and pull secrets).
+type ScanRequest struct {
+	Image          name.Digest
+	Namespace      string
+	ServiceAccount string
+	PullSecrets    []string
+	Platforms      []string
+}
+
+// Scans gives the scan state of images.
+type Scans interface {
+	// Await returns the state of the image's scan, starting one if there is
+	// none, and waits while it runs until ctx ends.
+	Await(ctx context.Context, req ScanRequest) scan.State
+}
+
+// scanMargin is kept of the request's budget when waiting for scans, so that
+// bulwark answers with "scan in progress" before the API server gives up.
+const scanMargin = time.Second
 
 // maxParallelRegistryWork bounds the registry work of one request.
 const maxParallelRegistryWork = 4
@@ -41,6 +64,26 @@ func (h *Handler) imageFacts(ctx context.Context, req admission.Request, obj *ob
 	bases := policy.BaseImageTargets(p, in)
 	if h.inspector == nil {
 		bases = nil
+	}
+	var scanWait sync.WaitGroup
+	if vulns := policy.VulnerabilityTargets(p, in); len(vulns) > 0 && h.scans != nil {
+		in.Scans = make(map[string]scan.State, len(vulns))
+		var mu sync.Mutex
+		waitCtx, cancel := context.WithCancel(ctx)
+		if dl, ok := ctx.Deadline(); ok {
+			waitCtx, cancel = context.WithDeadline(ctx, dl.Add(-scanMargin))
+		}
+		sa, secrets := podCredentials(obj.spec)
+		for _, d := range vulns {
+			scanWait.Go(func() {
+				st := h.scans.Await(waitCtx, ScanRequest{Image: d, Namespace: req.Namespace, ServiceAccount: sa, PullSecrets: secrets,
+					Platforms: p.Checks.Vulnerabilities.Platforms})
+				mu.Lock()
+				in.Scans[d.String()] = st
+				mu.Unlock()
+			})
+		}
+		defer func() { scanWait.Wait(); cancel() }()
 	}
 	if len(sigs)+len(bases) == 0 {
 		return
@@ -124,6 +167,16 @@ func (h *Handler) podKeychain(ctx context.Context, namespace string, spec *corev
 	if h.keychains == nil {
 		return authn.NewMultiKeychain(), nil
 	}
+	sa, secrets := podCredentials(spec)
+	kc, err := h.keychains.ForPod(ctx, namespace, sa, secrets)
+	if err != nil {
+		return nil, fmt.Errorf("read pull secrets in namespace %s: %w", namespace, err)
+	}
+	return kc, nil
+}
+
+// podCredentials returns the service account and pull secrets of spec.
+func podCredentials(spec *corev1.PodSpec) (string, []string) {
 	sa := spec.ServiceAccountName
 	if sa == "" {
 		sa = "default"
@@ -134,11 +187,7 @@ func (h *Handler) podKeychain(ctx context.Context, namespace string, spec *corev
 			secrets = append(secrets, s.Name)
 		}
 	}
-	kc, err := h.keychains.ForPod(ctx, namespace, sa, secrets)
-	if err != nil {
-		return nil, fmt.Errorf("read pull secrets in namespace %s: %w", namespace, err)
-	}
-	return kc, nil
+	return sa, secrets
 }
 
 // forEachBounded calls fn(0..n-1) with at most maxParallelRegistryWork calls at

@@ -20,6 +20,7 @@ func Evaluate(p *Policy, in *Input) Decision {
 		d.Verdicts = append(d.Verdicts, checkDigest(p, in, ch)...)
 		d.Verdicts = append(d.Verdicts, checkSignature(p, in)...)
 		d.Verdicts = append(d.Verdicts, checkBaseImage(p, in)...)
+		d.Verdicts = append(d.Verdicts, checkVulnerabilities(p, in)...)
 	}
 	verdicts, patches := checkHardening(p, in, ch)
 	d.Verdicts = append(d.Verdicts, verdicts...)

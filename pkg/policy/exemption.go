@@ -45,6 +45,8 @@ const (
 	OriginNamespace Origin = "namespace"
 	OriginObject    Origin = "object"
 	OriginTemplate  Origin = "template"
+	// OriginPolicy: an ignore rule of the policy file.
+	OriginPolicy Origin = "policy"
 )
 
 // ExemptTarget is one entry of AnnotationExempt: a whole check, or one finding of it.

@@ -3,11 +3,13 @@ package policy
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/bulwark-dev/bulwark/pkg/scan"
 	"github.com/bulwark-dev/bulwark/pkg/verify"
 )
 
@@ -54,6 +56,13 @@ type Input struct {
 	// Bases holds what each image BaseImageTargets names declares about its
 	// base, keyed by image reference. An image without an entry is denied.
 	Bases map[string]verify.Base
+	// Scans holds the scan state of each image VulnerabilityTargets names, keyed
+	// by image reference. An image without an entry counts as not scanned yet.
+	Scans map[string]scan.State
+	// Namespace is the object's namespace (per-namespace thresholds, ignore
+	// rules); Now is the time of the request (ignore rules, database age).
+	Namespace string
+	Now       time.Time
 	// Resolved maps tags the mutating pass resolved (ResolveTargets) to
 	// repo:tag@sha256:… references; each becomes a patch.
 	Resolved map[string]string

@@ -83,6 +83,11 @@ const (
 	ReasonBaseImageNotApproved Reason = "BaseImageNotApproved"
 	ReasonBaseImageUndeclared  Reason = "BaseImageUndeclared"
 	ReasonBaseImageUnknown     Reason = "BaseImageUnknown"
+
+	ReasonImageVulnerable Reason = "ImageVulnerable"
+	ReasonScanPending     Reason = "ScanPending"
+	ReasonScanFailed      Reason = "ScanFailed"
+	ReasonVulnDBStale     Reason = "VulnerabilityDBStale"
 )
 
 var reasonText = map[Reason]string{
@@ -104,6 +109,11 @@ var reasonText = map[Reason]string{
 	ReasonBaseImageNotApproved: "base image not approved",
 	ReasonBaseImageUndeclared:  "image declares no base image",
 	ReasonBaseImageUnknown:     "base image could not be read",
+
+	ReasonImageVulnerable: "image has a known vulnerability",
+	ReasonScanPending:     "scan in progress",
+	ReasonScanFailed:      "image could not be scanned",
+	ReasonVulnDBStale:     "vulnerability database too old",
 }
 
 // Text is the short, stable phrase for r that users read in kubectl output.

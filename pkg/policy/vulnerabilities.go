@@ -8,18 +8,20 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/bulwark-dev/bulwark/pkg/scan"
 )
 
 // Severities from the most to the least severe, as grype reports them.
 var Severities = []string{"Critical", "High", "Medium", "Low", "Negligible", "Unknown"}
 
-// severityRank: Critical 5 … Unknown 0; -1 for anything else.
+// severityRank: Critical 5 … Unknown 0 (as scan.Severity ranks them); -1 for
+// anything that is not exactly one of Severities.
 func severityRank(s string) int {
-	i := slices.Index(Severities, s)
-	if i < 0 {
+	if !slices.Contains(Severities, s) {
 		return -1
 	}
-	return len(Severities) - 1 - i
+	return scan.Severity(s).Rank()
 }
 
 // Outcome is what happens when a check cannot decide yet (a scan still running,

@@ -15,11 +15,15 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 )
 
 // DevRole is the ClusterRole bound to Dev in a namespace: pods and workloads only.
@@ -318,4 +322,52 @@ func (c *Cluster) AllowNamespaceEdit(ctx context.Context, ns, user string) error
 	}
 	_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{})
 	return err
+}
+
+// CRDFile is bulwark's ImageScan CRD, relative to the repository root.
+const CRDFile = "deploy/base/crds/bulwark.dev_imagescans.yaml"
+
+var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+
+// InstallCRDs creates bulwark's CRDs, as the installer does, and waits until the
+// API server serves them.
+func (c *Cluster) InstallCRDs(ctx context.Context) error {
+	data, err := os.ReadFile(filepath.Join(repoRoot(), CRDFile))
+	if err != nil {
+		return err
+	}
+	client, err := dynamic.NewForConfig(c.RESTConfig(Admin))
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, doc := range splitYAML(data) {
+		var obj unstructured.Unstructured
+		if err := yaml.Unmarshal(doc, &obj.Object); err != nil {
+			return fmt.Errorf("%s: %w", CRDFile, err)
+		}
+		if _, err := client.Resource(crdGVR).Create(ctx, &obj, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create CRD %s: %w", obj.GetName(), err)
+		}
+		names = append(names, obj.GetName())
+	}
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		for _, n := range names {
+			crd, err := client.Resource(crdGVR).Get(ctx, n, metav1.GetOptions{})
+			if err != nil {
+				return false, nil
+			}
+			conds, _, _ := unstructured.NestedSlice(crd.Object, "status", "conditions")
+			established := false
+			for _, c := range conds {
+				if m, ok := c.(map[string]any); ok && m["type"] == "Established" && m["status"] == "True" {
+					established = true
+				}
+			}
+			if !established {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
 }

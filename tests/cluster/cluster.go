@@ -73,6 +73,8 @@ type Options struct {
 
 // Cluster is a running control plane.
 type Cluster struct {
+	// Assets is the directory of the control plane binaries (kubectl included).
+	Assets   string
 	Dir      string
 	URL      string
 	CAFile   string
@@ -106,7 +108,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	c := &Cluster{Dir: o.Dir, AuditLog: filepath.Join(o.Dir, "audit.log"), tokens: map[string]string{}}
+	c := &Cluster{Assets: o.Assets, Dir: o.Dir, AuditLog: filepath.Join(o.Dir, "audit.log"), tokens: map[string]string{}}
 	defer func() {
 		if err != nil {
 			c.Stop()

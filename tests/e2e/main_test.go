@@ -66,6 +66,10 @@ func run(m *testing.M) int {
 	}
 	defer c.Stop()
 	env.cluster = c
+	if err := c.InstallCRDs(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: install CRDs:", err)
+		return 1
+	}
 	env.admin = kubernetes.NewForConfigOrDie(c.RESTConfig(cluster.Admin))
 	env.dev = kubernetes.NewForConfigOrDie(c.RESTConfig(cluster.Dev))
 

@@ -52,6 +52,7 @@ type Registry struct {
 	status    int
 	hooks     []func(w http.ResponseWriter, r *http.Request) bool
 	auth      *authn.Basic
+	holds     map[string]<-chan struct{} // path → release of held bodies
 }
 
 // NewRegistry starts a registry that stops when the test ends (t.Cleanup).
@@ -83,6 +84,14 @@ func NewRegistry(t T) *Registry {
 				http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`, http.StatusUnauthorized)
 				return
 			}
+		}
+		r.mu.Lock()
+		hold := r.holds[req.URL.Path]
+		r.mu.Unlock()
+		if hold != nil {
+			// Headers go out at once; the body waits: a slow registry, not a
+			// dead one.
+			w = &heldWriter{ResponseWriter: w, release: hold, done: req.Context().Done()}
 		}
 		backend.ServeHTTP(w, req)
 	}))
@@ -130,6 +139,43 @@ func (r *Registry) SetStatus(code int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.status = code
+}
+
+// HoldBody makes responses for path send their headers and then wait with the
+// body until release is closed (or the client goes away).
+func (r *Registry) HoldBody(path string, release <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.holds == nil {
+		r.holds = map[string]<-chan struct{}{}
+	}
+	r.holds[path] = release
+}
+
+// heldWriter sends headers at once and holds the body until release.
+type heldWriter struct {
+	http.ResponseWriter
+	release, done <-chan struct{}
+	headers       bool
+}
+
+func (h *heldWriter) WriteHeader(code int) {
+	h.ResponseWriter.WriteHeader(code)
+	if f, ok := h.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+	h.headers = true
+}
+
+func (h *heldWriter) Write(b []byte) (int, error) {
+	if !h.headers {
+		h.WriteHeader(http.StatusOK)
+	}
+	select {
+	case <-h.release:
+	case <-h.done:
+	}
+	return h.ResponseWriter.Write(b)
 }
 
 // Hook adds fn in front of the registry: when it returns true it has answered.

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/bulwark-dev/bulwark/internal/wire"
 	"github.com/bulwark-dev/bulwark/pkg/policy"
 )
 
@@ -50,6 +51,15 @@ type Options struct {
 	ClientCertNames []string
 	RegistryCAFile  string
 	Namespace       string
+	Scanner         ScannerOptions
+}
+
+// ScannerOptions are the flags of the embedded scanner.
+type ScannerOptions struct {
+	DBDir            string
+	DBUpdateURL      string
+	DBUpdateInterval time.Duration
+	Concurrency      int
 }
 
 // NewOptions returns Options holding the defaults.
@@ -81,6 +91,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.ClientCertNames, "client-cert-name", o.ClientCertNames, "with --client-ca-file: accept only client certificates with one of these common names or DNS names (repeatable); needed when the CA signs other clients too")
 	fs.StringVar(&o.RegistryCAFile, "registry-ca-file", o.RegistryCAFile, "CA bundle (PEM) trusted for registries, in addition to the system roots")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "bulwark's own namespace, where Secrets named by the trust policy's secretRef keys are read (default $POD_NAMESPACE, else bulwark-system)")
+	fs.StringVar(&o.Scanner.DBDir, "scanner-db-dir", o.Scanner.DBDir, "run the image scanner inside the webhook (small clusters, the demo) with the grype v6 database in this directory; empty: scans are left to the scanner Deployment")
+	fs.StringVar(&o.Scanner.DBUpdateURL, "scanner-db-update-url", o.Scanner.DBUpdateURL, "with --scanner-db-dir: grype database listing URL checked for newer databases (its host must be on the policy's registry.allow); empty: no updates")
+	fs.DurationVar(&o.Scanner.DBUpdateInterval, "scanner-db-update-interval", 6*time.Hour, "how often --scanner-db-update-url is checked")
+	fs.IntVar(&o.Scanner.Concurrency, "scanner-concurrency", 1, "scans the embedded scanner runs at once")
 	fs.IntVar(&o.EventQueueSize, "event-queue-size", o.EventQueueSize, "Events waiting to be sent; more are dropped and counted in bulwark_events_dropped_total")
 }
 
@@ -106,6 +120,8 @@ type Config struct {
 	RegistryCAs *x509.CertPool
 	// Namespace is bulwark's own namespace.
 	Namespace string
+	// Scanner, when DBDir is set, runs a scan worker in the webhook process.
+	Scanner wire.ScannerConfig
 }
 
 // Config validates o, loads the policy and returns the configuration. Every error
@@ -171,6 +187,11 @@ func (o *Options) Config() (*Config, error) {
 			errs = append(errs, fmt.Errorf("--registry-ca-file: no PEM certificate in %s", o.RegistryCAFile))
 		}
 	}
+	if o.Scanner.DBDir != "" {
+		if _, err := os.Stat(o.Scanner.DBDir); err != nil {
+			errs = append(errs, fmt.Errorf("--scanner-db-dir: %w", err))
+		}
+	}
 	if o.Namespace == "" {
 		errs = append(errs, errors.New("--namespace: must not be empty"))
 	}
@@ -184,6 +205,8 @@ func (o *Options) Config() (*Config, error) {
 		ClientCAs:       clientCAs,
 		ClientCertNames: o.ClientCertNames,
 		RegistryCAs:     registryCAs,
+		Scanner: wire.ScannerConfig{DBDir: o.Scanner.DBDir, DBUpdateURL: o.Scanner.DBUpdateURL,
+			DBUpdateInterval: o.Scanner.DBUpdateInterval, Concurrency: o.Scanner.Concurrency},
 		Namespace:       o.Namespace,
 		BindAddress:     o.BindAddress,
 		CertFile:        o.CertFile,

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/bulwark-dev/bulwark/internal/wire"
 	"github.com/bulwark-dev/bulwark/pkg/admission"
 	"github.com/bulwark-dev/bulwark/pkg/kube"
 	"github.com/bulwark-dev/bulwark/pkg/policy"
@@ -106,6 +107,32 @@ func Run(ctx context.Context, cfg *Config, ready chan<- net.Addr) error {
 	}
 	if err := withTrust(&opts, cfg, client, reg); err != nil {
 		return err
+	}
+	if cfg.Policy.Checks.Vulnerabilities.Enabled || cfg.Scanner.DBDir != "" {
+		if cfg.Kube == nil {
+			return errors.New("the vulnerabilities check and the scanner need API access (--kubeconfig or in-cluster)")
+		}
+		scans, err := kube.NewScans(cfg.Kube)
+		if err != nil {
+			return err
+		}
+		go func() {
+			if err := scans.Start(ctx); err != nil {
+				log.Error(err, "Image scan cache stopped")
+			}
+		}()
+		opts.Scans = scans
+		lookupSynced := synced
+		synced = func() bool { return lookupSynced() && scans.HasSynced(ctx) }
+		if cfg.Scanner.DBDir != "" {
+			scanCtx, stopScanner := context.WithCancel(ctx)
+			done, err := wire.StartScanner(scanCtx, cfg.Kube, cfg.Policy, cfg.RegistryCAs, cfg.Scanner, reg, log.WithName("scanner"))
+			if err != nil {
+				stopScanner()
+				return fmt.Errorf("embedded scanner: %w", err)
+			}
+			defer func() { stopScanner(); <-done }()
+		}
 	}
 	if len(cfg.GrantKey) == 0 {
 		log.Info("No grant key: pods made by controllers cannot inherit exemptions")

@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/bulwark-dev/bulwark/internal/wire"
 	"github.com/bulwark-dev/bulwark/pkg/admission"
 	"github.com/bulwark-dev/bulwark/pkg/registry"
 	"github.com/bulwark-dev/bulwark/pkg/verify"
@@ -22,16 +23,9 @@ const maxSignatureBlobBytes = 4 << 20
 // secrets read through client (nil: anonymous), and a cache in front of cosign.
 func withTrust(o *admission.Options, cfg *Config, client kubernetes.Interface, reg prometheus.Registerer) error {
 	p := cfg.Policy
-	rc, err := registry.New(registry.Options{
-		Allow:          p.Registry.Allow,
-		AllowAddresses: p.Registry.Prefixes(),
-		Insecure:       p.Registry.Insecure,
-		Mirrors:        p.Registry.Mirrors,
-		RootCAs:        cfg.RegistryCAs,
-		Timeout:        p.Registry.Timeout.Duration,
-		MaxBlobBytes:   maxSignatureBlobBytes,
-		Metrics:        reg,
-	})
+	ro := wire.RegistryOptions(p, cfg.RegistryCAs, reg)
+	ro.MaxBlobBytes = maxSignatureBlobBytes
+	rc, err := registry.New(ro)
 	if err != nil {
 		return fmt.Errorf("registry access: %w", err)
 	}
