@@ -18,6 +18,18 @@ help: ## List the targets.
 build: ## Build the webhook and tools into bin/.
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
 
+# Release binaries and the image use a Go without known standard-library
+# vulnerabilities (the go command fetches it from the module proxy once).
+RELEASE_GO ?= go1.27.3
+
+.PHONY: release
+release: ## Build static release binaries into bin/release/ with $(RELEASE_GO).
+	GOTOOLCHAIN=$(RELEASE_GO) CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/release/ ./cmd/webhook ./cmd/bulwark
+
+.PHONY: image
+image: release ## Build the webhook image without Docker into the OCI layout bin/image (PUSH=repo also pushes it).
+	$(GO) run ./hack/image --webhook $(BIN)/release/webhook --out $(BIN)/image $(if $(PUSH),--push $(PUSH))
+
 .PHONY: certs
 certs: ## Write a development CA and serving certificate for the webhook Service to certs/dev/.
 	$(GO) run ./certs/gen --dir certs/dev
@@ -29,6 +41,10 @@ controlplane: ## Build (once) and cache the local control plane binaries.
 .PHONY: tools
 tools: ## Build (once) and cache helm and kustomize for the chart tests.
 	@bash hack/build-tools.sh >/dev/null
+
+.PHONY: generate
+generate: ## Regenerate the deepcopy code and CRDs from api/ (builds controller-gen once).
+	bash hack/gen-crds.sh
 
 .PHONY: test
 test: controlplane tools ## Run every test: unit, golden, fuzz seeds, and e2e against the real kube-apiserver.
