@@ -61,7 +61,7 @@ func newRoot(stdin io.Reader, stdout io.Writer) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newCheck(stdin, stdout), newPolicy(stdout))
+	root.AddCommand(newCheck(stdin, stdout), newScan(stdout), newPolicy(stdout))
 	return root
 }
 
