@@ -43,7 +43,9 @@ func TestCheckVulnerabilitiesMessages(t *testing.T) {
 			actions: []Action{ActionDeny},
 		},
 		"namespace threshold High": {
-			edit:    func(c *VulnerabilitiesConfig) { c.Namespaces = []NamespaceThreshold{{Namespace: "strict", Threshold: "High"}} },
+			edit: func(c *VulnerabilitiesConfig) {
+				c.Namespaces = []NamespaceThreshold{{Namespace: "strict", Threshold: "High"}}
+			},
 			ns:      "strict",
 			state:   ptrTo(complete(high)),
 			want:    []string{img + `image has a known vulnerability (check vulnerabilities): "` + pinned + `": CVE-2026-3 (High, CVSS 7.5) in busybox 1.36 (apk) → fixed in 1.37` + hint + "CVE-2026-3"},

@@ -61,8 +61,8 @@ type Scanner struct {
 	// every SBOM: compiling licensecheck's patterns is ~90% of a small image's
 	// scan. It is safe for concurrent use (syft's catalogers share it).
 	syftValues context.Context
-	scans    *prometheus.CounterVec
-	duration prometheus.Histogram
+	scans      *prometheus.CounterVec
+	duration   prometheus.Histogram
 }
 
 var _ scan.Scanner = (*Scanner)(nil)
