@@ -204,6 +204,15 @@ func start(ctx context.Context, assets, webhookBin string) error {
 	fmt.Printf("    ValidatingWebhookConfiguration bulwark -> %s/validate\n", url)
 	fmt.Println("    rules, namespace selector and failurePolicy: Fail as shipped; only the Service is replaced by this URL")
 
+	section("Scanning the demo registry's images (grype inside the webhook, database %s)", demoDBDir)
+	stopProgress = progress("still scanning", 10*time.Second)
+	err = warmScans(ctx, c.RESTConfig(cluster.Admin), reg)
+	stopProgress()
+	if err != nil {
+		return fmt.Errorf("scan the demo images: %w; see %s", err, webhookLog)
+	}
+	fmt.Println("    done: `kubectl --context admin get imagescans` lists them")
+
 	if err := c.WriteKubeconfig(kubeconfigFile, cluster.Dev); err != nil {
 		return fmt.Errorf("write kubeconfig: %w", err)
 	}
@@ -266,6 +275,8 @@ func startWebhook(ctx context.Context, bin string, c *cluster.Cluster) (string, 
 		"--shutdown-timeout="+webhookShutdown.String(),
 		"--kubeconfig="+kubeconfig, "--grant-key-file="+grantKey,
 		"--registry-ca-file="+registryCAFile,
+		// The scanner runs inside the webhook, on the database the demo wrote.
+		"--scanner-db-dir="+demoDBDir,
 		// Only the API server, with its client certificate from the cluster CA, may
 		// ask for decisions.
 		"--client-ca-file="+c.CAFile, "--client-cert-name="+cluster.WebhookClientName,

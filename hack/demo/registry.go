@@ -12,7 +12,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/bulwark-dev/bulwark/api/v1alpha1"
 	"github.com/bulwark-dev/bulwark/tests/oci"
+	"github.com/bulwark-dev/bulwark/tests/vulndb"
 )
 
 // The demo registry: an OCI registry over TLS on 127.0.0.1 serving a signed and
@@ -23,17 +32,23 @@ const (
 	registryInfo    = ".demo/registry/info.json"
 	registryCAFile  = ".demo/registry/ca.pem"
 	demoPolicyFile  = ".demo/policy.yaml"
+	demoDBDir       = ".demo/db"
 	demoSamplesDir  = ".demo/samples"
 	registryTimeout = 30 * time.Second
 )
 
 // registryState is what the registry process writes once it serves.
 type registryState struct {
-	Host      string `json:"host"`
-	Signed    string `json:"signed"`
-	Unsigned  string `json:"unsigned"`
-	PublicKey string `json:"publicKey"`
+	Host       string `json:"host"`
+	Signed     string `json:"signed"`
+	Unsigned   string `json:"unsigned"`
+	Vulnerable string `json:"vulnerable"`
+	PublicKey  string `json:"publicKey"`
 }
+
+// demoVuln is the one vulnerability of the demo's database.
+var demoVuln = vulndb.Vuln{ID: "CVE-2026-0001", Severity: "critical", CVSS: "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
+	Ecosystem: "apk", Distro: "alpine", Version: "3.20", Package: "openssl", Constraint: "< 3.3.2-r0", FixedIn: "3.3.2-r0"}
 
 // fatalT lets the registry process use the test helpers of tests/oci: a helper
 // that fails ends the process with its message.
@@ -64,13 +79,18 @@ func serveRegistry(ctx context.Context) error {
 	signed := reg.Push(t, "demo/signed", "1.0", oci.RandomImage(t))
 	reg.Sign(t, signed, key)
 	unsigned := reg.Push(t, "demo/unsigned", "1.0", oci.RandomImage(t))
+	// Signed, but with a package the demo database knows a Critical CVE of.
+	vulnerable := reg.Push(t, "demo/vulnerable", "1.0", vulndb.Alpine(t, vulndb.AMD64, "3.20.3", vulndb.Package{Name: "openssl", Version: "3.3.1-r0"}))
+	reg.Sign(t, vulnerable, key)
 	if err := os.MkdirAll(registryDir, 0o700); err != nil {
 		return err
 	}
+	// A grype v6 database written with grype's own writer, for the scanner.
+	vulndb.Write(t, demoDBDir, demoVuln)
 	if err := os.WriteFile(registryCAFile, reg.CAPEM, 0o600); err != nil {
 		return err
 	}
-	info, _ := json.MarshalIndent(registryState{Host: reg.Host, Signed: signed.String(), Unsigned: unsigned.String(), PublicKey: key.PublicPEM}, "", "  ")
+	info, _ := json.MarshalIndent(registryState{Host: reg.Host, Signed: signed.String(), Unsigned: unsigned.String(), Vulnerable: vulnerable.String(), PublicKey: key.PublicPEM}, "", "  ")
 	if err := os.WriteFile(registryInfo, append(info, '\n'), 0o600); err != nil {
 		return err
 	}
@@ -149,9 +169,11 @@ func writeDemoPolicy(reg *registryState) error {
             key:
               pem: |
 %s`, reg.Host+"/demo/**", indent(reg.PublicKey, "                ")), 1)
+	policy = strings.Replace(policy, "  vulnerabilities:\n    # Off until a scanner and a vulnerability database are set up.\n    enabled: false\n",
+		"  vulnerabilities:\n    # The demo runs the scanner inside the webhook with a database it wrote.\n    enabled: true\n", 1)
 	policy = strings.Replace(policy, "registry:\n  allow: []\n  allowAddresses: []\n",
 		fmt.Sprintf("registry:\n  allow: [%q]\n  allowAddresses: [127.0.0.1]\n", reg.Host), 1)
-	if policy == string(base) || !strings.Contains(policy, reg.Host+"\"]\n  allowAddresses") {
+	if policy == string(base) || !strings.Contains(policy, reg.Host+"\"]\n  allowAddresses") || !strings.Contains(policy, "    enabled: true\n    mode: enforce\n    threshold:") {
 		return errors.New(policyFile + " no longer has the layout the demo edits (signature and registry sections)")
 	}
 	return os.WriteFile(demoPolicyFile, []byte(policy), 0o600)
@@ -185,6 +207,17 @@ spec:
       image: %s
 `, reg.Unsigned),
 	}
+	samples["10-pod-vulnerable.yaml"] = fmt.Sprintf(`# Denied: a Pod whose image is signed but carries openssl with a Critical CVE that the
+# scanner (grype, inside the webhook) found: ImageVulnerable.
+apiVersion: v1
+kind: Pod
+metadata:
+  name: vulnerable
+spec:
+  containers:
+    - name: app
+      image: %s
+`, reg.Vulnerable)
 	for name, body := range samples {
 		if err := os.WriteFile(filepath.Join(demoSamplesDir, name), []byte(body), 0o600); err != nil {
 			return err
@@ -199,4 +232,43 @@ func indent(s, prefix string) string {
 		b.WriteString(prefix + line)
 	}
 	return b.String()
+}
+
+// warmScans creates the ImageScans of the demo registry's images, as the
+// webhook would at their first admission, and waits until the embedded scanner
+// has completed them: a first scan includes the scanner's start-up, which could
+// otherwise outlast the admission budget and show "scan in progress".
+func warmScans(ctx context.Context, cfg *rest.Config, reg *registryState) error {
+	cl, err := client.New(cfg, client.Options{Scheme: v1alpha1.NewScheme()})
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, img := range []string{reg.Signed, reg.Unsigned, reg.Vulnerable} {
+		d, err := name.NewDigest(img)
+		if err != nil {
+			return err
+		}
+		n, err := v1alpha1.NameFor(d.DigestStr())
+		if err != nil {
+			return err
+		}
+		is := &v1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: n}, Spec: v1alpha1.ImageScanSpec{Image: img}}
+		if err := cl.Create(ctx, is); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create ImageScan %s: %w", n, err)
+		}
+		names = append(names, n)
+	}
+	return wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		for _, n := range names {
+			var is v1alpha1.ImageScan
+			if err := cl.Get(ctx, client.ObjectKey{Name: n}, &is); err != nil {
+				return false, nil
+			}
+			if is.Status.Phase != v1alpha1.ScanComplete && is.Status.Phase != v1alpha1.ScanFailed {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
 }

@@ -185,6 +185,13 @@ func runSamples(ctx context.Context, kubectl string) (bool, error) {
 		}
 	}
 
+	section("Image scans, for auditors: kubectl --context admin get imagescans")
+	out, err := exec.CommandContext(ctx, kubectl, "--kubeconfig", kubeconfigFile, "--context", cluster.Admin, "get", "imagescans").CombinedOutput()
+	if err != nil {
+		return false, fmt.Errorf("kubectl get imagescans: %w: %s", err, out)
+	}
+	printLines("    ", strings.Split(strings.TrimRight(string(out), "\n"), "\n"))
+
 	summary := fmt.Sprintf("%d samples: %d admitted, %d denied", len(samples), counts[admitted], counts[denied])
 	if counts[failed] > 0 {
 		summary += fmt.Sprintf(", %d failed", counts[failed])
