@@ -37,7 +37,7 @@ func TestDeployManifestsAreAcceptedAndLeastPrivileged(t *testing.T) {
 	for _, o := range objs {
 		kinds[o.GetKind()] = true
 	}
-	for _, k := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Service", "NetworkPolicy", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "ConfigMap"} {
+	for _, k := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Service", "NetworkPolicy", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "ConfigMap", "CustomResourceDefinition"} {
 		if !kinds[k] {
 			t.Errorf("deploy/base has no %s", k)
 		}
@@ -52,7 +52,13 @@ func TestDeployManifestsAreAcceptedAndLeastPrivileged(t *testing.T) {
 		want   bool
 	}{
 		{sa, saGroups, authorizationv1.ResourceAttributes{Verb: "list", Resource: "secrets"}, false},
-		{sa, saGroups, authorizationv1.ResourceAttributes{Verb: "get", Resource: "secrets", Namespace: "team-a"}, false},
+		{sa, saGroups, authorizationv1.ResourceAttributes{Verb: "list", Resource: "secrets", Namespace: "team-a"}, false},
+		{sa, saGroups, authorizationv1.ResourceAttributes{Verb: "watch", Resource: "secrets"}, false},
+		// A pod's pull secrets are read by name, in the pod's namespace.
+		{sa, saGroups, authorizationv1.ResourceAttributes{Verb: "get", Resource: "secrets", Namespace: "team-a", Name: "pull"}, true},
+		{sa, saGroups, authorizationv1.ResourceAttributes{Verb: "create", Group: "bulwark.dev", Resource: "imagescans"}, true},
+		{sa, saGroups, authorizationv1.ResourceAttributes{Verb: "update", Group: "bulwark.dev", Resource: "imagescans", Subresource: "status"}, true},
+		{sa, saGroups, authorizationv1.ResourceAttributes{Verb: "delete", Group: "bulwark.dev", Resource: "imagescans"}, false},
 		{sa, saGroups, authorizationv1.ResourceAttributes{Verb: "patch", Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations", Name: "other"}, false},
 		{sa, saGroups, authorizationv1.ResourceAttributes{Verb: "create", Resource: "pods", Namespace: "team-a"}, false},
 		{sa, saGroups, authorizationv1.ResourceAttributes{Verb: "create", Group: "authorization.k8s.io", Resource: "subjectaccessreviews"}, true},
@@ -61,6 +67,8 @@ func TestDeployManifestsAreAcceptedAndLeastPrivileged(t *testing.T) {
 		{"dev", []string{"developers", "system:authenticated"}, authorizationv1.ResourceAttributes{Verb: "update", Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations", Name: "bulwark"}, false},
 		{"dev", []string{"developers", "system:authenticated"}, authorizationv1.ResourceAttributes{Verb: "update", Resource: "configmaps", Namespace: "bulwark-system", Name: "bulwark-policy"}, false},
 		{"dev", []string{"developers", "system:authenticated"}, authorizationv1.ResourceAttributes{Verb: "exempt", Group: "bulwark.dev", Resource: "exemptions", Namespace: "team-a", Name: "digest"}, false},
+		{"dev", []string{"developers", "system:authenticated"}, authorizationv1.ResourceAttributes{Verb: "create", Group: "bulwark.dev", Resource: "imagescans"}, false},
+		{"dev", []string{"developers", "system:authenticated"}, authorizationv1.ResourceAttributes{Verb: "update", Group: "bulwark.dev", Resource: "imagescans", Subresource: "status"}, false},
 	} {
 		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: c.user, Groups: c.groups, ResourceAttributes: &c.attrs}}
 		res, err := env.admin.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
@@ -68,7 +76,7 @@ func TestDeployManifestsAreAcceptedAndLeastPrivileged(t *testing.T) {
 			t.Fatal(err)
 		}
 		if res.Status.Allowed != c.want {
-			t.Errorf("%s may %s %s/%s in %q (name %q): %v, want %v", c.user, c.attrs.Verb, c.attrs.Group, c.attrs.Resource, c.attrs.Namespace, c.attrs.Name, res.Status.Allowed, c.want)
+			t.Errorf("%s may %s %s/%s/%s in %q (name %q): %v, want %v", c.user, c.attrs.Verb, c.attrs.Group, c.attrs.Resource, c.attrs.Subresource, c.attrs.Namespace, c.attrs.Name, res.Status.Allowed, c.want)
 		}
 	}
 }

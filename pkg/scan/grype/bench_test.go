@@ -3,6 +3,7 @@ package grype_test
 import (
 	"testing"
 
+	"github.com/bulwark-dev/bulwark/pkg/scan/grype"
 	"github.com/bulwark-dev/bulwark/tests/vulndb"
 )
 
@@ -15,7 +16,7 @@ import (
 func BenchmarkScanCold(b *testing.B) {
 	dir := b.TempDir()
 	vulndb.Write(b, dir, allVulns...)
-	e := newEnv(b, dir)
+	e := newEnv(b, dir, grype.DBOptions{})
 	image := e.reg.Push(b, "bench/app", "", vulndb.Alpine(b, vulndb.AMD64, "3.20.3", alpinePkgs...))
 	b.ResetTimer()
 	for range b.N {

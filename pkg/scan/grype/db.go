@@ -59,8 +59,9 @@ type DBOptions struct {
 type DB struct {
 	opts     DBOptions
 	cur      atomic.Pointer[dbHandle]
-	updateMu sync.Mutex // serialises Update, Load and Close
-	closed   bool       // under updateMu
+	updateMu sync.Mutex // one Update at a time
+	mu       sync.Mutex // guards closed; held for each swap
+	closed   bool
 	built    prometheus.Gauge
 }
 
@@ -157,13 +158,13 @@ func (d *DB) Load(dir string) error {
 	if err != nil {
 		return err
 	}
-	d.updateMu.Lock()
-	defer d.updateMu.Unlock()
 	return d.replace(h)
 }
 
-// replace makes h current unless d is closed. Call with updateMu held.
+// replace makes h current unless d is closed.
 func (d *DB) replace(h *dbHandle) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.closed {
 		h.refs.Store(1)
 		h.release()
@@ -231,8 +232,8 @@ func (d *DB) Age() time.Duration { return time.Since(d.Built()) }
 // Close closes the database once the scans using it are done; scans started
 // after Close fail, and so do Update and Load.
 func (d *DB) Close() error {
-	d.updateMu.Lock()
-	defer d.updateMu.Unlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.closed = true
 	if old := d.cur.Swap(nil); old != nil {
 		old.release()

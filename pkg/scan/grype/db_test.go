@@ -30,40 +30,31 @@ func TestSwapDuringScans(t *testing.T) {
 		builts[i] = start.Add(time.Duration(i) * time.Minute)
 		vulndb.WriteBuilt(t, dirs[i], builts[i], criticalApk)
 	}
-	e := newEnv(t, dirs[0])
+	e := newEnv(t, dirs[0], grype.DBOptions{})
 	image := e.reg.Push(t, "app", "", vulndb.Alpine(t, vulndb.AMD64, "3.20.3", alpinePkgs...))
 
-	// Swap once the scans are under way: when the registry has served the
-	// first layer to several of them.
+	// Swap after the first scan finished, and again after half of them: the
+	// scans in flight then are at every stage, matching included.
 	const scans = 20
-	var once sync.Once
-	started := make(chan struct{})
-	var layers int
-	var mu sync.Mutex
-	e.reg.Hook(func(_ http.ResponseWriter, r *http.Request) bool {
-		if strings.Contains(r.URL.Path, "/blobs/") {
-			mu.Lock()
-			if layers++; layers == scans/2 {
-				once.Do(func() { close(started) })
-			}
-			mu.Unlock()
-		}
-		return false
-	})
-
 	var wg sync.WaitGroup
+	finished := make(chan int, scans)
 	errs := make([]error, scans)
 	reports := make([]*scan.Report, scans)
 	for i := range scans {
 		wg.Go(func() {
 			reports[i], errs[i] = e.scanner.Scan(t.Context(), e.request(t, image))
+			finished <- i
 		})
 	}
-	<-started
-	for _, dir := range dirs[1:] {
-		if err := e.db.Load(dir); err != nil {
-			t.Fatal(err)
-		}
+	first := <-finished
+	if err := e.db.Load(dirs[1]); err != nil {
+		t.Fatal(err)
+	}
+	for range scans/2 - 1 {
+		<-finished
+	}
+	if err := e.db.Load(dirs[2]); err != nil {
+		t.Fatal(err)
 	}
 	wg.Wait()
 
@@ -81,10 +72,20 @@ func TestSwapDuringScans(t *testing.T) {
 			t.Errorf("scan %d: DBBuilt %s is none of the databases' %v", i, reports[i].DBBuilt, builts)
 		}
 	}
+	if r := reports[first]; r != nil && !r.DBBuilt.Equal(builts[0]) {
+		t.Errorf("the scan that finished before the first swap used the DB built %s, want %s", r.DBBuilt, builts[0])
+	}
+	perDB := map[time.Time]int{}
+	for _, r := range reports {
+		if r != nil {
+			perDB[r.DBBuilt]++
+		}
+	}
+	t.Logf("scans per database: %v", perDB)
 	if got := e.db.Built(); !got.Equal(builts[2]) {
 		t.Errorf("Built() = %s after the swaps, want %s", got, builts[2])
 	}
-	if got := e.metric(t, "bulwark_scans_total", "result", "ok"); got != scans {
+	if got := e.metric(t, "bulwark_scans_total", "result=ok"); got != scans {
 		t.Errorf("bulwark_scans_total{result=ok} = %v, want %d", got, scans)
 	}
 }
@@ -97,24 +98,15 @@ func TestUpdate(t *testing.T) {
 	start := time.Now().UTC().Truncate(time.Second).Add(-time.Hour)
 	old := t.TempDir()
 	vulndb.WriteBuilt(t, old, start) // knows nothing
-	e := newEnv(t, old)
-	root := t.TempDir()
+	root, work := t.TempDir(), t.TempDir()
 	srv := httptest.NewServer(http.FileServer(http.Dir(root)))
 	t.Cleanup(srv.Close)
-	work := t.TempDir()
-	db, err := grype.OpenDB(old, grype.DBOptions{ListingURL: srv.URL, HTTPClient: srv.Client(), WorkDir: work})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	scanner, err := grype.New(grype.Options{DB: db})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newEnv(t, old, grype.DBOptions{ListingURL: srv.URL, HTTPClient: srv.Client(), WorkDir: work})
+	db := e.db
 	image := e.reg.Push(t, "app", "", vulndb.Alpine(t, vulndb.AMD64, "3.20.3", alpinePkgs...))
 	findings := func() int {
 		t.Helper()
-		r, err := scanner.Scan(t.Context(), e.request(t, image))
+		r, err := e.scanner.Scan(t.Context(), e.request(t, image))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -225,7 +217,7 @@ func TestOpenDBChecksDigest(t *testing.T) {
 func TestScanAfterClose(t *testing.T) {
 	dir := t.TempDir()
 	vulndb.Write(t, dir, criticalApk)
-	e := newEnv(t, dir)
+	e := newEnv(t, dir, grype.DBOptions{})
 	image := e.reg.Push(t, "app", "", vulndb.Alpine(t, vulndb.AMD64, "3.20.3", alpinePkgs...))
 	e.db.Close()
 	if _, err := e.scanner.Scan(t.Context(), e.request(t, image)); err == nil || errors.Is(err, scan.ErrLimits) {

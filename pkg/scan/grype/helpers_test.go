@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path"
+	"slices"
 	"sync/atomic"
 	"testing"
 
@@ -58,8 +59,9 @@ type env struct {
 	metrics *prometheus.Registry
 }
 
-// newEnv opens the database in dbDir (vulndb.Write) and starts a registry.
-func newEnv(t testing.TB, dbDir string) *env {
+// newEnv opens the database in dbDir (vulndb.Write) with o and starts a
+// registry.
+func newEnv(t testing.TB, dbDir string, o grype.DBOptions) *env {
 	t.Helper()
 	e := &env{reg: oci.NewRegistry(t), metrics: prometheus.NewRegistry()}
 	roots := x509.NewCertPool()
@@ -73,7 +75,8 @@ func newEnv(t testing.TB, dbDir string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.db, err = grype.OpenDB(dbDir, grype.DBOptions{Metrics: e.metrics}); err != nil {
+	o.Metrics = e.metrics
+	if e.db, err = grype.OpenDB(dbDir, o); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.db.Close() })
@@ -121,9 +124,9 @@ func (e *env) withBlobReads(req scan.Request) (scan.Request, *blobReads) {
 	return req, counter
 }
 
-// metric returns the value of the gauge or counter name{label=value} (label ""
-// for none) that e's scanner and DB registered.
-func (e *env) metric(t testing.TB, name, label, value string) float64 {
+// metric returns the value of the gauge or counter name whose labels include
+// each of labels ("key=value"), 0 if there is none.
+func (e *env) metric(t testing.TB, name string, labels ...string) float64 {
 	t.Helper()
 	families, err := e.metrics.Gather()
 	if err != nil {
@@ -134,12 +137,11 @@ func (e *env) metric(t testing.TB, name, label, value string) float64 {
 			continue
 		}
 		for _, m := range f.GetMetric() {
+			have := make([]string, 0, len(m.GetLabel()))
 			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					label = ""
-				}
+				have = append(have, l.GetName()+"="+l.GetValue())
 			}
-			if label == "" {
+			if !slices.ContainsFunc(labels, func(l string) bool { return !slices.Contains(have, l) }) {
 				return m.GetGauge().GetValue() + m.GetCounter().GetValue()
 			}
 		}

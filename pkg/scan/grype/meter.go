@@ -93,15 +93,14 @@ func (i *meteredImage) Layers() ([]v1.Layer, error) {
 }
 
 func (i *meteredImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
-	l, err := i.Image.LayerByDigest(h)
-	if err != nil {
-		return nil, err
-	}
-	return &meteredLayer{Layer: l, budget: i.budget}, nil
+	return i.meter(i.Image.LayerByDigest(h))
 }
 
 func (i *meteredImage) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
-	l, err := i.Image.LayerByDiffID(h)
+	return i.meter(i.Image.LayerByDiffID(h))
+}
+
+func (i *meteredImage) meter(l v1.Layer, err error) (v1.Layer, error) {
 	if err != nil {
 		return nil, err
 	}

@@ -57,9 +57,7 @@ type Options struct {
 // ends. A Scanner is safe for concurrent use.
 type Scanner struct {
 	db *DB
-	// syftValues carries the license scanner syft would otherwise build for
-	// every SBOM: compiling licensecheck's patterns is ~90% of a small image's
-	// scan. It is safe for concurrent use (syft's catalogers share it).
+	// syftValues carries the license scanner (see syftValues).
 	syftValues context.Context
 	scans      *prometheus.CounterVec
 	duration   prometheus.Histogram
@@ -72,7 +70,7 @@ func New(o Options) (*Scanner, error) {
 	if o.DB == nil {
 		return nil, errors.New("grype scanner: no vulnerability DB")
 	}
-	values, err := syft.SetContextLicenseScanner(context.Background(), cataloging.DefaultLicenseConfig())
+	values, err := syftValues()
 	if err != nil {
 		return nil, fmt.Errorf("grype scanner: %w", err)
 	}
@@ -101,9 +99,19 @@ func New(o Options) (*Scanner, error) {
 // Version uses it where the binary carries no module list: test binaries.
 const grypeVersion = "v0.121.2"
 
+// syftValues carries the license scanner syft would otherwise build for every
+// SBOM: compiling licensecheck's patterns is ~97% of a small image's scan. It is
+// built once per process and shared: it is safe for concurrent use (syft's
+// catalogers share it within a scan).
+var syftValues = sync.OnceValues(func() (context.Context, error) {
+	return syft.SetContextLicenseScanner(context.Background(), cataloging.DefaultLicenseConfig())
+})
+
 // Version names the scanner, e.g. "grype v0.121.2": the grype module the binary
 // was built with.
-var Version = sync.OnceValue(func() string {
+func Version() string { return version() }
+
+var version = sync.OnceValue(func() string {
 	if info, ok := debug.ReadBuildInfo(); ok {
 		for _, m := range info.Deps {
 			if m.Path == "github.com/anchore/grype" {
@@ -126,6 +134,11 @@ func (s *Scanner) Scan(ctx context.Context, req scan.Request) (report *scan.Repo
 	limits := req.Limits.WithDefaults()
 	if err := limits.Validate(); err != nil {
 		return nil, fmt.Errorf("scan %s: %w", ref, err)
+	}
+	if len(req.Remote) == 0 {
+		// Without options ggcr would use its default transport, outside the
+		// egress guard: refuse rather than reach the registry unguarded.
+		return nil, fmt.Errorf("scan %s: no remote options (the guarded registry client's)", ref)
 	}
 	ctx, cancel := context.WithTimeoutCause(ctx, limits.MaxDuration,
 		&scan.LimitError{Limit: scan.LimitDuration, Max: int64(limits.MaxDuration)})

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/bulwark-dev/bulwark/pkg/scan"
+	"github.com/bulwark-dev/bulwark/pkg/scan/grype"
 	"github.com/bulwark-dev/bulwark/tests/vulndb"
 )
 
@@ -22,7 +23,7 @@ import (
 func TestScan(t *testing.T) {
 	dbDir := t.TempDir()
 	built := vulndb.Write(t, dbDir, allVulns...)
-	e := newEnv(t, dbDir)
+	e := newEnv(t, dbDir, grype.DBOptions{})
 
 	alpineARM := vulndb.Alpine(t, vulndb.ARM64, "3.20.3", vulndb.Package{Name: "libcrypto3", Version: "3.3.0-r2"})
 	s390x := vulndb.Alpine(t, v1.Platform{OS: "linux", Architecture: "s390x"}, "3.20.3", alpinePkgs...)
@@ -111,7 +112,7 @@ func TestScan(t *testing.T) {
 			}
 		})
 	}
-	if got := e.metric(t, "bulwark_scan_db_built_timestamp_seconds", "", ""); got != float64(built.Unix()) {
+	if got := e.metric(t, "bulwark_scan_db_built_timestamp_seconds"); got != float64(built.Unix()) {
 		t.Errorf("bulwark_scan_db_built_timestamp_seconds = %v, want %d", got, built.Unix())
 	}
 }
@@ -121,7 +122,7 @@ func TestScan(t *testing.T) {
 func TestScanLimits(t *testing.T) {
 	dbDir := t.TempDir()
 	vulndb.Write(t, dbDir, allVulns...)
-	e := newEnv(t, dbDir)
+	e := newEnv(t, dbDir, grype.DBOptions{})
 
 	const bombSize = 256 << 20
 	bomb := vulndb.GzipBomb(t, bombSize)
@@ -194,7 +195,7 @@ func TestScanLimits(t *testing.T) {
 			t.Logf("%v (%d blob bytes read)", err, reads.n.Load())
 		})
 	}
-	if got := e.metric(t, "bulwark_scans_total", "result", "limits"); got != float64(ran) {
+	if got := e.metric(t, "bulwark_scans_total", "result=limits"); got != float64(ran) {
 		t.Errorf("bulwark_scans_total{result=limits} = %v, want %d", got, ran)
 	}
 }

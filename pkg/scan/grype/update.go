@@ -35,15 +35,16 @@ func (d *DB) Update(ctx context.Context) (bool, error) {
 	if d.opts.HTTPClient == nil {
 		return false, errors.New("update vulnerability DB: no HTTP client configured")
 	}
-	if d.closed {
-		return false, errors.New("update vulnerability DB: closed")
-	}
 	listingURL := latestURL(d.opts.ListingURL)
 	latest, err := d.fetchListing(ctx, listingURL)
 	if err != nil {
 		return false, fmt.Errorf("update vulnerability DB from %s: %w", listingURL, err)
 	}
-	if cur := d.cur.Load(); cur != nil && !latest.Built.After(cur.built) {
+	cur := d.cur.Load()
+	if cur == nil {
+		return false, errors.New("update vulnerability DB: closed")
+	}
+	if !latest.Built.After(cur.built) {
 		return false, nil
 	}
 	h, err := d.fetch(ctx, listingURL, latest)
