@@ -74,6 +74,7 @@ type checkOptions struct {
 	exemptRight bool
 	now         string
 	namespace   string
+	online      onlineOptions
 }
 
 func newCheck(stdin io.Reader, stdout io.Writer) *cobra.Command {
@@ -89,7 +90,7 @@ gate are skipped; unknown kinds are input errors.
 Exit codes: 0 admitted (warnings too, unless --strict), 1 denied, 2 usage or input error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runCheck(cmd.Context(), o, stdin, stdout)
+			return runCheck(cmd.Context(), o, stdin, stdout, cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
@@ -101,10 +102,13 @@ Exit codes: 0 admitted (warnings too, unless --strict), 1 denied, 2 usage or inp
 	f.BoolVar(&o.exemptRight, "exempt-right", false, "assume that user may grant the exemptions the manifests carry (an operator applying them)")
 	f.StringVarP(&o.namespace, "namespace", "n", "default", "namespace of objects that name none")
 	f.StringVar(&o.now, "now", "", "judge exemption expiry at this RFC 3339 time instead of now")
+	f.BoolVar(&o.online.registry, "registry", false, "contact registries (the policy's registry.allow; credentials from the Docker config) for the signature and base-image checks and tag resolution; without it they are skipped")
+	f.StringVar(&o.online.db, "db", "", "scan images with the grype v6 database in this directory for the vulnerabilities check; without it the check is skipped")
+	f.StringVar(&o.online.caFile, "registry-ca-file", "", "CA bundle (PEM) trusted for registries, besides the system roots")
 	return cmd
 }
 
-func runCheck(ctx context.Context, o checkOptions, stdin io.Reader, stdout io.Writer) error {
+func runCheck(ctx context.Context, o checkOptions, stdin io.Reader, stdout, stderr io.Writer) error {
 	inputErr := func(err error) error { return &exitError{code: exitInput, err: err} }
 	switch o.output {
 	case "table", "json", "sarif":
@@ -127,7 +131,13 @@ func runCheck(ctx context.Context, o checkOptions, stdin io.Reader, stdout io.Wr
 	if err != nil {
 		return inputErr(err)
 	}
-	c, err := check.NewChecker(p, check.Options{User: o.user, ExemptRight: o.exemptRight, Now: now, Namespace: o.namespace})
+	p, co, closeOnline, err := online(p, o.online, stderr)
+	if err != nil {
+		return inputErr(err)
+	}
+	defer closeOnline()
+	co.User, co.ExemptRight, co.Now, co.Namespace = o.user, o.exemptRight, now, o.namespace
+	c, err := check.NewChecker(p, co)
 	if err != nil {
 		return inputErr(err)
 	}

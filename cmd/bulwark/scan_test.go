@@ -64,3 +64,44 @@ func TestScanJudgesFindingsByThePolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckRunsTheRegistryAndScanChecksWhenAsked judges a manifest whose image is
+// unsigned and vulnerable: offline, those checks are skipped with a note; with
+// --registry and --db they run as in the webhook.
+func TestCheckRunsTheRegistryAndScanChecksWhenAsked(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "db")
+	vulndb.Write(t, db, vulndb.Vuln{ID: "CVE-2026-0001", Severity: "critical", Ecosystem: "apk", Distro: "alpine", Version: "3.20",
+		Package: "openssl", Constraint: "< 3.3.2-r0", FixedIn: "3.3.2-r0"})
+	reg := oci.NewRegistry(t)
+	ca := writeFile(t, dir, "ca.pem", string(reg.CAPEM))
+	d := reg.Push(t, "team/app", "", vulndb.Alpine(t, vulndb.AMD64, "3.20.3", vulndb.Package{Name: "openssl", Version: "3.3.1-r0"}))
+	key := oci.NewKey(t)
+	pol := writeFile(t, dir, "policy.yaml", "apiVersion: bulwark.dev/v1alpha1\nkind: Policy\n"+
+		"registry:\n  allow: ['"+reg.Host+"']\n  allowAddresses: [127.0.0.1]\n"+
+		"checks:\n  vulnerabilities:\n    enabled: true\n  signature:\n    enabled: true\n    rules:\n    - name: team\n      images: ['**']\n      authorities:\n      - name: release\n        key:\n          pem: |\n"+
+		indent(key.PublicPEM, "            "))
+	pod := writeFile(t, dir, "pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: app\nspec:\n  containers:\n  - name: app\n    image: "+d.String()+"\n")
+
+	code, out, errOut := runCLI(t, "", "check", "-f", pod, "--policy", pol)
+	if code != exitAdmitted || !strings.Contains(errOut, "the signature check is skipped: it needs --registry") || !strings.Contains(errOut, "the vulnerabilities check is skipped: it needs --db") {
+		t.Errorf("offline: exit %d, want 0 with the skipped checks named:\n%s\n%s", code, errOut, out)
+	}
+	code, out, errOut = runCLI(t, "", "check", "-f", pod, "--policy", pol, "--registry", "--db", db, "--registry-ca-file", ca)
+	if code != exitDenied {
+		t.Fatalf("online: exit %d, want 1: %s\n%s", code, errOut, out)
+	}
+	for _, want := range []string{"image is not signed", "CVE-2026-0001", "openssl 3.3.1-r0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output does not contain %q:\n%s", want, out)
+		}
+	}
+}
+
+func indent(s, prefix string) string {
+	var b strings.Builder
+	for line := range strings.Lines(s) {
+		b.WriteString(prefix + line)
+	}
+	return b.String()
+}

@@ -22,6 +22,7 @@ import (
 
 	bulwarkadmission "github.com/bulwark-dev/bulwark/pkg/admission"
 	"github.com/bulwark-dev/bulwark/pkg/policy"
+	"github.com/bulwark-dev/bulwark/pkg/verify"
 )
 
 // Outcomes of a document.
@@ -44,7 +45,19 @@ type Options struct {
 	Now func() time.Time
 	// Namespace is used for objects that name none. Default "default".
 	Namespace string
+	// Verifier, Inspector, Resolver and Keychains give the signature and
+	// base-image checks (and tag resolution) registry access; Scans gives the
+	// vulnerabilities check scans. Nil: those checks have nothing to decide on
+	// and fail closed, so callers disable them in the policy instead.
+	Verifier  verify.Verifier
+	Inspector verify.Inspector
+	Resolver  bulwarkadmission.Resolver
+	Keychains bulwarkadmission.Keychains
+	Scans     bulwarkadmission.Scans
 }
+
+// checkBudget bounds the work on one document.
+const checkBudget = 10 * time.Minute
 
 // Checker decides documents with the webhook's own handlers.
 type Checker struct {
@@ -70,6 +83,14 @@ func NewChecker(p *policy.Policy, o Options) (*Checker, error) {
 		Authorizer: fixedRight(o.ExemptRight),
 		GrantKey:   key,
 		Now:        o.Now,
+		Verifier:   o.Verifier,
+		Inspector:  o.Inspector,
+		Resolver:   o.Resolver,
+		Keychains:  o.Keychains,
+		Scans:      o.Scans,
+		// No API server waits for the CLI: registry calls and scans take what
+		// they take, within reason.
+		Budget: checkBudget,
 	}
 	mutate, validate := base, base
 	mutate.Stage, validate.Stage = policy.StageMutate, policy.StageValidate
