@@ -167,6 +167,10 @@ func start(ctx context.Context, assets, webhookBin string) error {
 		return fmt.Errorf("start control plane: %w", err)
 	}
 	fmt.Printf("    ready in %s: kube-apiserver at %s, logs in %s/*.log\n", time.Since(begin).Round(time.Second), c.URL, clusterDir)
+	if err := c.InstallCRDs(ctx); err != nil {
+		return fmt.Errorf("install the ImageScan CRD: %w", err)
+	}
+	fmt.Printf("    ImageScan CRD installed from %s\n", cluster.CRDFile)
 
 	section("Registry")
 	reg, pid, err := startRegistry(ctx)

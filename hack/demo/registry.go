@@ -76,9 +76,11 @@ func serveRegistry(ctx context.Context) error {
 	}()
 	reg := oci.NewRegistry(t)
 	key := oci.NewKey(t)
-	signed := reg.Push(t, "demo/signed", "1.0", oci.RandomImage(t))
+	// Small Alpine-like images: the scanner catalogs them (random bytes name no
+	// platform and hold no packages).
+	signed := reg.Push(t, "demo/signed", "1.0", vulndb.Alpine(t, vulndb.AMD64, "3.20.3", vulndb.Package{Name: "musl", Version: "1.2.5-r0"}))
 	reg.Sign(t, signed, key)
-	unsigned := reg.Push(t, "demo/unsigned", "1.0", oci.RandomImage(t))
+	unsigned := reg.Push(t, "demo/unsigned", "1.0", vulndb.Alpine(t, vulndb.AMD64, "3.20.3", vulndb.Package{Name: "zlib", Version: "1.3.1-r1"}))
 	// Signed, but with a package the demo database knows a Critical CVE of.
 	vulnerable := reg.Push(t, "demo/vulnerable", "1.0", vulndb.Alpine(t, vulndb.AMD64, "3.20.3", vulndb.Package{Name: "openssl", Version: "3.3.1-r0"}))
 	reg.Sign(t, vulnerable, key)
@@ -171,9 +173,10 @@ func writeDemoPolicy(reg *registryState) error {
 %s`, reg.Host+"/demo/**", indent(reg.PublicKey, "                ")), 1)
 	policy = strings.Replace(policy, "  vulnerabilities:\n    # Off until a scanner and a vulnerability database are set up.\n    enabled: false\n",
 		"  vulnerabilities:\n    # The demo runs the scanner inside the webhook with a database it wrote.\n    enabled: true\n", 1)
+	policy = strings.Replace(policy, "    images: [\"**\"]\n    threshold:", fmt.Sprintf("    images: [%q]\n    threshold:", reg.Host+"/demo/**"), 1)
 	policy = strings.Replace(policy, "registry:\n  allow: []\n  allowAddresses: []\n",
 		fmt.Sprintf("registry:\n  allow: [%q]\n  allowAddresses: [127.0.0.1]\n", reg.Host), 1)
-	if policy == string(base) || !strings.Contains(policy, reg.Host+"\"]\n  allowAddresses") || !strings.Contains(policy, "    enabled: true\n    mode: enforce\n    threshold:") {
+	if policy == string(base) || !strings.Contains(policy, reg.Host+"\"]\n  allowAddresses") || !strings.Contains(policy, "    enabled: true\n    mode: enforce\n    images: [\""+reg.Host) {
 		return errors.New(policyFile + " no longer has the layout the demo edits (signature and registry sections)")
 	}
 	return os.WriteFile(demoPolicyFile, []byte(policy), 0o600)

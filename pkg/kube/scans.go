@@ -58,7 +58,7 @@ func NewScans(cfg *rest.Config) (*Scans, error) {
 	s := &Scans{cache: c, client: cl, now: time.Now, changed: map[string]chan struct{}{}}
 	inf, err := c.GetInformer(context.Background(), &v1alpha1.ImageScan{})
 	if err != nil {
-		return nil, fmt.Errorf("image scan informer: %w", err)
+		return nil, fmt.Errorf("image scan informer (is the ImageScan CRD installed? deploy/base/crds): %w", err)
 	}
 	notify := func(obj any) {
 		if is, ok := obj.(*v1alpha1.ImageScan); ok {

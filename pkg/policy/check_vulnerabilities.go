@@ -18,7 +18,13 @@ func VulnerabilityTargets(p *Policy, in *Input) []name.Digest {
 	if !p.Checks.Vulnerabilities.Enabled || !NeedsJudgement(in) {
 		return nil
 	}
-	return pinnedImages(in)
+	var out []name.Digest
+	for _, d := range pinnedImages(in) {
+		if matchesAny(p.Checks.Vulnerabilities.Images, d.String()) {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // ScanThreshold is the lowest severity any namespace's threshold names: the
@@ -54,8 +60,8 @@ func checkVulnerabilities(p *Policy, in *Input) []Verdict {
 	}
 	var out []Verdict
 	eachNewImage(in, func(image string, path *field.Path, _ string) {
-		if _, ok := digestOf(image); !ok {
-			return // the digest check reports it
+		if _, ok := digestOf(image); !ok || !matchesAny(cfg.Images, image) {
+			return // the digest check reports it; images out of scope are not scanned
 		}
 		add := func(r Reason, a Action, finding, detail string, e *Exemption) {
 			if a != "" {

@@ -133,7 +133,7 @@ func Defaults() Policy {
 			},
 			BaseImage: BaseImageConfig{Mode: ModeEnforce, Approved: []string{}, Undeclared: NoMatchAllow},
 			Vulnerabilities: VulnerabilitiesConfig{
-				Mode: ModeEnforce, Threshold: "Critical", Ignore: []IgnoreRule{}, Namespaces: []NamespaceThreshold{},
+				Mode: ModeEnforce, Images: []string{"**"}, Threshold: "Critical", Ignore: []IgnoreRule{}, Namespaces: []NamespaceThreshold{},
 				Pending: OutcomeDeny, MaxDBAge: metav1.Duration{Duration: DefaultMaxDBAge}, StaleDB: OutcomeDeny,
 				StaleScanWindow: metav1.Duration{Duration: DefaultStaleScanWindow}, Platforms: []string{"linux/amd64", "linux/arm64"},
 			},

@@ -50,6 +50,9 @@ type VulnerabilitiesConfig struct {
 	Enabled bool `json:"enabled"`
 	// Mode defaults to enforce.
 	Mode Mode `json:"mode"`
+	// Images are the images scanned and judged, as patterns (as in signature
+	// rules). Default ["**"]: every image.
+	Images []string `json:"images"`
 	// Threshold is the lowest severity that counts. Default Critical.
 	Threshold string `json:"threshold"`
 	// OnlyFixed ignores findings without a fixed version. Default false.
@@ -116,6 +119,11 @@ func (c *VulnerabilitiesConfig) validate(fp *field.Path) field.ErrorList {
 	}
 	if c.StaleScanWindow.Duration < 0 {
 		errs = append(errs, field.Invalid(fp.Child("staleScanWindow"), c.StaleScanWindow.Duration.String(), "must not be negative"))
+	}
+	for i, pat := range c.Images {
+		if !validPattern(pat) {
+			errs = append(errs, field.Invalid(fp.Child("images").Index(i), pat, "not a valid image pattern"))
+		}
 	}
 	for i, p := range c.Platforms {
 		if parts := strings.Split(p, "/"); len(parts) < 2 || len(parts) > 3 || slices.Contains(parts, "") {

@@ -48,3 +48,14 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// IsRegistryError reports whether err is a failure to talk to a registry
+// (refused by the egress guard, an HTTP error status, a transport or context
+// error), as opposed to content that does not parse or verify.
+func IsRegistryError(err error) bool {
+	var na *NotAllowedError
+	var te *transport.Error
+	var ne net.Error
+	return errors.As(err, &na) || errors.As(err, &te) || errors.As(err, &ne) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}

@@ -317,6 +317,12 @@ func (w *Worker) finish(ctx context.Context, key string, attempts int32, report 
 			st.Phase, st.Reason, st.Message = v1alpha1.ScanFailed, "ExceedsScanLimits", bound(scanErr.Error())
 			st.ScannedAt = &metav1.Time{Time: w.now()}
 			log.Info("Scan failed", "reason", st.Reason, "error", scanErr.Error())
+		case !registry.IsRegistryError(scanErr):
+			// The image itself cannot be scanned (a config without a platform,
+			// layers that are not tar): final for this digest.
+			st.Phase, st.Reason, st.Message = v1alpha1.ScanFailed, "ScanError", bound(scanErr.Error())
+			st.ScannedAt = &metav1.Time{Time: w.now()}
+			log.Info("Scan failed", "reason", st.Reason, "error", scanErr.Error())
 		default:
 			outcome, detail := registry.Failure(imageRegistry(is.Spec.Image), "image "+is.Spec.Image, scanErr)
 			reason := map[verify.Outcome]string{verify.NotAllowed: "RegistryNotAllowed", verify.Unauthorized: "RegistryUnauthorized"}[outcome]

@@ -1,19 +1,16 @@
 package cosign
 
 import (
-	"context"
 	"crypto"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	"github.com/sigstore/cosign/v2/pkg/oci"
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -141,17 +138,6 @@ func expectedIdentity(k *verify.Keyless) string {
 		fmt.Fprintf(&b, " subject=%q", k.Subject)
 	}
 	return b.String()
-}
-
-// isRegistryError reports whether err is a failure to talk to the registry
-// (refused by the egress guard, an HTTP error status, a transport or context
-// error), as opposed to a malformed signature.
-func isRegistryError(err error) bool {
-	var na *registry.NotAllowedError
-	var te *transport.Error
-	var ne net.Error
-	return errors.As(err, &na) || errors.As(err, &te) || errors.As(err, &ne) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
 // registryResult classifies a failure to read what (e.g. "the signatures of

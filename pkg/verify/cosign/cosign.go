@@ -32,6 +32,7 @@ import (
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 	"github.com/sigstore/cosign/v2/pkg/oci/static"
 
+	"github.com/bulwark-dev/bulwark/pkg/registry"
 	"github.com/bulwark-dev/bulwark/pkg/verify"
 )
 
@@ -308,7 +309,7 @@ func (k *kind) load(s oci.Signature) (fetched, error) {
 	// Copy reads the payload (one GET of the blob) and the annotations.
 	c, err := static.Copy(s)
 	if err != nil {
-		if isRegistryError(err) {
+		if registry.IsRegistryError(err) {
 			return fetched{}, err
 		}
 		return fetched{err: fmt.Errorf("malformed %s layer: %w", k.one, err)}, nil
