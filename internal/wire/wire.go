@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	kubeevents "github.com/bulwark-dev/bulwark/pkg/kube"
 	"github.com/bulwark-dev/bulwark/pkg/policy"
 	"github.com/bulwark-dev/bulwark/pkg/registry"
 	"github.com/bulwark-dev/bulwark/pkg/scan"
@@ -77,16 +78,24 @@ func StartScanner(ctx context.Context, kube *rest.Config, p *policy.Policy, root
 		db.Close()
 		return nil, err
 	}
+	dropped := prometheus.NewCounter(prometheus.CounterOpts{Name: "bulwark_scanner_events_dropped_total",
+		Help: "Events the scanner dropped because its queue was full."})
+	if metrics != nil {
+		metrics.MustRegister(dropped)
+	}
+	events := kubeevents.NewEventQueue(client, 1000, dropped)
 	w, err := worker.New(kube, worker.Options{
 		Scanner: sc, Registry: rc, Keychains: registry.NewKeychains(client), ID: c.ID,
 		ClaimTTL: c.ClaimTTL, Concurrency: c.Concurrency, Limits: c.Limits,
 		Threshold: p.Checks.Vulnerabilities.ScanThreshold(), DBBuilt: db.Built, Log: log.WithName("worker"),
+		Notify: notifyRunning(client, events, log), AlertThreshold: scan.Severity(p.Checks.Vulnerabilities.Threshold),
 	})
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
 	done := make(chan error, 1)
+	go events.Run(ctx)
 	go func() {
 		defer db.Close()
 		if c.DBUpdateURL != "" && c.DBUpdateInterval > 0 {

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -46,10 +47,12 @@ var (
 
 // vulnEnv is what the vulnerability tests share.
 type vulnEnv struct {
-	reg   *oci.Registry
-	label map[string]string
-	db    string
-	kube  client.Client
+	reg     *oci.Registry
+	listing string    // where the scanner's database listing is published
+	built   time.Time // build time of the first database
+	label   map[string]string
+	db      string
+	kube    client.Client
 }
 
 // TestVulnerabilities runs bulwark with the vulnerabilities check on and its
@@ -59,7 +62,14 @@ func TestVulnerabilities(t *testing.T) {
 	ve := &vulnEnv{reg: oci.NewRegistry(t), label: map[string]string{"bulwark.dev/e2e-vuln": "true"}}
 	dir := t.TempDir()
 	ve.db = filepath.Join(dir, "db")
-	vulndb.Write(t, ve.db, testVulns...)
+	built := vulndb.Write(t, ve.db, testVulns...)
+	// The scanner checks a listing (grype's distribution format) for newer
+	// databases; it starts with the same one.
+	listing := filepath.Join(dir, "listing")
+	vulndb.Publish(t, ve.db, listing)
+	dbServer := httptest.NewTLSServer(http.FileServer(http.Dir(listing)))
+	t.Cleanup(dbServer.Close)
+	ve.listing, ve.built = listing, built
 	future := metav1.NewTime(time.Now().Add(30 * 24 * time.Hour))
 	past := metav1.NewTime(time.Now().Add(-24 * time.Hour))
 	p := policy.Defaults()
@@ -68,10 +78,11 @@ func TestVulnerabilities(t *testing.T) {
 		{ID: "CVE-2026-0001", Images: []string{ve.reg.Host + "/accepted/**"}, Reason: "TICKET-42: not reachable, fix in the next release", Expires: future},
 		{ID: "CVE-2026-0001", Images: []string{ve.reg.Host + "/expired/**"}, Reason: "TICKET-7", Expires: past},
 	}
-	p.Registry.Allow = []string{ve.reg.Host}
+	p.Registry.Allow = []string{ve.reg.Host, dbServer.Listener.Addr().String()}
 	p.Registry.AllowAddresses = []string{"127.0.0.1"}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(ve.reg.CAPEM)
+	roots.AddCert(dbServer.Certificate())
 	var err error
 	if ve.kube, err = client.New(env.cluster.RESTConfig(cluster.Admin), client.Options{Scheme: v1alpha1.NewScheme()}); err != nil {
 		t.Fatal(err)
@@ -81,6 +92,7 @@ func TestVulnerabilities(t *testing.T) {
 		c.RegistryCAs = roots
 		c.ShutdownTimeout = 10 * time.Second
 		c.Scanner.DBDir, c.Scanner.Concurrency, c.Scanner.ClaimTTL = ve.db, 2, 6*time.Second
+		c.Scanner.DBUpdateURL, c.Scanner.DBUpdateInterval = dbServer.URL, time.Second
 		c.Scanner.Limits = scan.Limits{MaxUncompressedBytes: 64 << 20}
 	})
 	if err != nil {
@@ -102,6 +114,8 @@ func TestVulnerabilities(t *testing.T) {
 	t.Run("one scan for concurrent admissions and replicas", func(t *testing.T) { ve.testOneScan(t, &p, roots) })
 	t.Run("worker killed mid-scan", func(t *testing.T) { ve.testClaimExpiry(t, killedScan, claimLapses) })
 	t.Run("scan limits", ve.testLimits)
+	// Last: a newer database rescans every image.
+	t.Run("new database finds a running image vulnerable", ve.testNewDatabase)
 }
 
 func (ve *vulnEnv) namespace(t *testing.T, labels map[string]string) string {
@@ -373,5 +387,29 @@ func (ve *vulnEnv) testLimits(t *testing.T) {
 	is := ve.waitForScan(t, bomb, v1alpha1.ScanFailed)
 	if is.Status.Reason != "ExceedsScanLimits" {
 		t.Errorf("ImageScan reason %q, want ExceedsScanLimits", is.Status.Reason)
+	}
+}
+
+// testNewDatabase: a pod runs an image the first database finds clean; a newer
+// database, published to the listing the scanner polls, knows a Critical CVE in
+// it: the scanner swaps the database, rescans, updates the ImageScan, and warns
+// about the running pod with an Event (it is not evicted).
+func (ve *vulnEnv) testNewDatabase(t *testing.T) {
+	ns := ve.namespace(t, ve.label)
+	d := ve.push(t, "running/app", vulndb.Alpine(t, vulndb.AMD64, "3.20.3", vulndb.Package{Name: "xz-libs", Version: "5.6.1-r0"}))
+	if _, err := createPod(t, ns, "running", d.String()); err != nil {
+		t.Fatalf("clean under the first database: %v", err)
+	}
+	newer := filepath.Join(t.TempDir(), "db")
+	vulndb.WriteBuilt(t, newer, ve.built.Add(time.Hour), append(testVulns, vulndb.Vuln{ID: "CVE-2026-0009", Severity: "critical",
+		Ecosystem: "apk", Distro: "alpine", Version: "3.20", Package: "xz-libs", Constraint: "< 5.6.2-r0", FixedIn: "5.6.2-r0"})...)
+	vulndb.Publish(t, newer, ve.listing)
+	waitForNote(t, ns, "running", "ImageVulnerable", "CVE-2026-0009")
+	is := ve.waitForScan(t, d, v1alpha1.ScanComplete)
+	if is.Status.Counts.Critical != 1 || !is.Status.DBBuilt.Equal(&metav1.Time{Time: ve.built.Add(time.Hour)}) {
+		t.Errorf("ImageScan after the new database: critical %d, database %v; want 1, %v", is.Status.Counts.Critical, is.Status.DBBuilt, ve.built.Add(time.Hour))
+	}
+	if _, err := env.admin.CoreV1().Pods(ns).Get(t.Context(), "running", metav1.GetOptions{}); err != nil {
+		t.Errorf("the running pod is gone: %v", err)
 	}
 }

@@ -76,7 +76,12 @@ type Options struct {
 	// DBBuilt, if set, returns the build time of the scanner's database: a
 	// complete scan made with an older one is scanned again.
 	DBBuilt func() time.Time
-	Log     logr.Logger
+	// Notify, if set, is called after a rescan found findings at or above
+	// AlertThreshold that the previous result did not have: a newer database
+	// made the image non-compliant while it may be running.
+	Notify         func(ctx context.Context, is *v1alpha1.ImageScan, added []v1alpha1.Finding)
+	AlertThreshold scan.Severity
+	Log            logr.Logger
 }
 
 // Worker claims and runs scans.
@@ -308,6 +313,11 @@ func (w *Worker) finish(ctx context.Context, key string, attempts int32, report 
 			return nil
 		}
 		st := &is.Status
+		var before []v1alpha1.Finding
+		rescan := st.Phase == v1alpha1.ScanComplete
+		if rescan {
+			before = append(before, st.Findings...)
+		}
 		st.ClaimedBy, st.ClaimExpires = "", nil
 		switch {
 		case scanErr == nil:
@@ -345,11 +355,36 @@ func (w *Worker) finish(ctx context.Context, key string, attempts int32, report 
 		}
 		st.ObservedGeneration = is.Generation
 		err := w.client.Status().Update(ctx, &is)
+		if err == nil && rescan && scanErr == nil && w.o.Notify != nil {
+			if added := w.added(before, st.Findings); len(added) > 0 {
+				w.o.Notify(ctx, &is, added)
+			}
+		}
 		if !apierrors.IsConflict(err) {
 			return err
 		}
 	}
 	return errors.New("status update kept conflicting")
+}
+
+// added returns the findings of after, at or above the alert threshold, that
+// before did not have.
+func (w *Worker) added(before, after []v1alpha1.Finding) []v1alpha1.Finding {
+	known := map[string]bool{}
+	for _, f := range before {
+		known[f.ID+" "+f.Package+" "+f.Installed] = true
+	}
+	threshold := w.o.AlertThreshold
+	if threshold == "" {
+		threshold = scan.SeverityCritical
+	}
+	var out []v1alpha1.Finding
+	for _, f := range after {
+		if !known[f.ID+" "+f.Package+" "+f.Installed] && scan.Severity(f.Severity).Rank() >= threshold.Rank() {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // complete records report in st: counts of every finding, the findings at or
