@@ -38,7 +38,7 @@ func online(p *policy.Policy, o onlineOptions, stderr io.Writer) (*policy.Policy
 	q := *p
 	var co check.Options
 	closer := func() {}
-	if !o.registry && o.db == "" {
+	if !o.registry {
 		for _, c := range []struct {
 			on   *bool
 			name string

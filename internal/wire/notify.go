@@ -63,8 +63,8 @@ func notifyRunning(client kubernetes.Interface, events admission.EventRecorder, 
 				}
 				seen[key] = true
 				events.Record(admission.Event{Regarding: ref, Type: corev1.EventTypeWarning, Reason: EventImageVulnerable, Action: "Rescan",
-					Note: fmt.Sprintf("image %s now has %s, found by the vulnerability database built %s; running pods are not evicted (ImageScan %s)",
-						is.Spec.Image, strings.Join(ids, ", "), is.Status.DBBuilt.UTC().Format("2006-01-02T15:04:05Z"), is.Name)})
+					Note: admission.EventNote(fmt.Sprintf("image %s now has %s, found by the vulnerability database built %s; running pods are not evicted (ImageScan %s)",
+						is.Spec.Image, strings.Join(ids, ", "), is.Status.DBBuilt.UTC().Format("2006-01-02T15:04:05Z"), is.Name))})
 			}
 			if pods.Continue == "" {
 				return

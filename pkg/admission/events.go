@@ -20,7 +20,7 @@ func (h *Handler) recordEvents(req admission.Request, obj *object, d policy.Deci
 	}
 	ref := regarding(req, obj, deniedControllerPod)
 	emit := func(typ, reason, note string) {
-		h.events.Record(Event{Regarding: ref, Type: typ, Reason: reason, Action: "Admission", Note: eventNote(note)})
+		h.events.Record(Event{Regarding: ref, Type: typ, Reason: reason, Action: "Admission", Note: EventNote(note)})
 	}
 	if deny := d.ByAction(policy.ActionDeny); len(deny) > 0 {
 		parts := make([]string, len(deny))
@@ -54,8 +54,9 @@ func (h *Handler) recordEvents(req admission.Request, obj *object, d policy.Deci
 	}
 }
 
-// eventNote strips control characters and bounds the note to MaxEventNote bytes.
-func eventNote(s string) string {
+// EventNote strips control characters and bounds the note to MaxEventNote
+// bytes: notes carry text from images and users.
+func EventNote(s string) string {
 	s = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) {
 			return ' '

@@ -54,7 +54,7 @@ func (h *Handler) handleNamespace(ctx context.Context, req admission.Request) (a
 			"operation", req.Operation, "dryRun", isDryRun(req), "decision", DecisionDenied, "annotations", resp.AuditAnnotations)
 		if h.events != nil && !isDryRun(req) {
 			h.events.Record(Event{Regarding: corev1.ObjectReference{APIVersion: "v1", Kind: "Namespace", Name: ns.Name, UID: ns.UID},
-				Type: corev1.EventTypeWarning, Reason: EventExemptionRejected, Action: "Admission", Note: eventNote(full)})
+				Type: corev1.EventTypeWarning, Reason: EventExemptionRejected, Action: "Admission", Note: EventNote(full)})
 		}
 		return resp, DecisionDenied
 	}

@@ -69,7 +69,7 @@ func (h *Handler) imageFacts(ctx context.Context, req admission.Request, obj *ob
 	if vulns := policy.VulnerabilityTargets(p, in); len(vulns) > 0 && h.scans != nil {
 		in.Scans = make(map[string]scan.State, len(vulns))
 		var mu sync.Mutex
-		waitCtx, cancel := context.WithCancel(ctx)
+		waitCtx, cancel := ctx, context.CancelFunc(func() {})
 		if dl, ok := ctx.Deadline(); ok {
 			waitCtx, cancel = context.WithDeadline(ctx, dl.Add(-scanMargin))
 		}

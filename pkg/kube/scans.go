@@ -33,7 +33,7 @@ type Scans struct {
 	now    func() time.Time
 
 	mu      sync.Mutex
-	changed map[string]chan struct{} // closed when the named scan changes
+	changed map[string]*waiters // per scan name, while someone waits
 	// newestDB is the build time of the newest vulnerability database any scan
 	// used, and when it was first seen: scans made with an older one are
 	// outdated from then on.
@@ -55,7 +55,7 @@ func NewScans(cfg *rest.Config) (*Scans, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image scan client: %w", err)
 	}
-	s := &Scans{cache: c, client: cl, now: time.Now, changed: map[string]chan struct{}{}}
+	s := &Scans{cache: c, client: cl, now: time.Now, changed: map[string]*waiters{}}
 	inf, err := c.GetInformer(context.Background(), &v1alpha1.ImageScan{})
 	if err != nil {
 		return nil, fmt.Errorf("image scan informer (is the ImageScan CRD installed? deploy/base/crds): %w", err)
@@ -89,9 +89,9 @@ func (s *Scans) HasSynced(ctx context.Context) bool {
 func (s *Scans) observe(is *v1alpha1.ImageScan) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ch, ok := s.changed[is.Name]; ok {
-		close(ch)
-		delete(s.changed, is.Name)
+	if w, ok := s.changed[is.Name]; ok {
+		close(w.ch)
+		w.ch = make(chan struct{})
 	}
 	if is.Status.Phase == v1alpha1.ScanComplete && is.Status.DBBuilt != nil && is.Status.DBBuilt.After(s.newestDB) {
 		s.newestDB, s.newestDBSeen = is.Status.DBBuilt.Time, s.now()
@@ -107,16 +107,38 @@ func (s *Scans) observe(is *v1alpha1.ImageScan) {
 	}
 }
 
-// wait returns a channel closed when the named scan next changes.
-func (s *Scans) wait(name string) <-chan struct{} {
+// waiters wake the callers waiting for one scan: ch is closed (and replaced)
+// when it changes; n counts the callers, so the entry goes with the last.
+type waiters struct {
+	ch chan struct{}
+	n  int
+}
+
+// watch registers a caller waiting for the named scan and returns the function
+// that gives the channel closed at its next change, and the one that
+// unregisters the caller.
+func (s *Scans) watch(name string) (next func() <-chan struct{}, done func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ch, ok := s.changed[name]
+	w, ok := s.changed[name]
 	if !ok {
-		ch = make(chan struct{})
-		s.changed[name] = ch
+		w = &waiters{ch: make(chan struct{})}
+		s.changed[name] = w
 	}
-	return ch
+	w.n++
+	next = func() <-chan struct{} {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return w.ch
+	}
+	done = func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if w.n--; w.n == 0 {
+			delete(s.changed, name)
+		}
+	}
+	return next, done
 }
 
 // Await implements admission.Scans: it creates the ImageScan when there is none
@@ -127,8 +149,10 @@ func (s *Scans) Await(ctx context.Context, req admission.ScanRequest) scan.State
 		return scan.State{Phase: scan.PhaseFailed, Reason: "InvalidDigest", Message: err.Error()}
 	}
 	created := false
+	next, done := s.watch(n)
+	defer done()
 	for {
-		changed := s.wait(n)
+		changed := next()
 		var is v1alpha1.ImageScan
 		err := s.cache.Get(ctx, client.ObjectKey{Name: n}, &is)
 		switch {
@@ -198,7 +222,7 @@ func StateOf(is *v1alpha1.ImageScan) scan.State {
 		// A rescan keeps Complete; anything else is not finished.
 		return scan.State{Phase: scan.PhasePending}
 	}
-	r := &scan.Report{Image: is.Spec.Image, Scanner: st.Scanner}
+	r := &scan.Report{Image: is.Spec.Image, Scanner: st.Scanner, Omitted: int(st.FindingsOmitted)}
 	if st.DBBuilt != nil {
 		r.DBBuilt = st.DBBuilt.Time
 	}

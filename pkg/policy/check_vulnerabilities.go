@@ -80,7 +80,11 @@ func checkVulnerabilities(p *Policy, in *Input) []Verdict {
 		case st.Phase != scan.PhaseComplete || st.Report == nil,
 			st.Outdated > cfg.StaleScanWindow.Duration:
 			retry := max(st.RetryAfter.Round(time.Second), time.Second)
-			add(ReasonScanPending, outcomeAction(cfg.Pending, act), "", fmt.Sprintf("%q: scan in progress, retry in about %d s", image, int(retry.Seconds())), nil)
+			detail := fmt.Sprintf("%q: scan in progress, retry in about %d s", image, int(retry.Seconds()))
+			if st.Message != "" {
+				detail += " (" + st.Message + ")"
+			}
+			add(ReasonScanPending, outcomeAction(cfg.Pending, act), "", detail, nil)
 			return
 		}
 		if age := in.Now.Sub(st.Report.DBBuilt); age > cfg.MaxDBAge.Duration {
@@ -89,6 +93,15 @@ func checkVulnerabilities(p *Policy, in *Input) []Verdict {
 			return
 		}
 		seen := map[string]bool{}
+		denied := len(out)
+		defer func() {
+			// Fail closed: findings the scan could not list cannot be accepted
+			// by an ignore rule or onlyFixed.
+			if st.Report.Omitted > 0 && len(out) == denied {
+				add(ReasonImageVulnerable, act, "", fmt.Sprintf("%q has %d more findings than the %d its ImageScan lists; they cannot be judged one by one",
+					image, st.Report.Omitted, len(st.Report.Findings)), nil)
+			}
+		}()
 		for _, f := range st.Report.Findings {
 			key := f.ID + " " + f.Package + " " + f.Installed
 			if severityRank(string(f.Severity)) < threshold || (cfg.OnlyFixed && f.FixedIn == "") || seen[key] {

@@ -62,11 +62,15 @@ func (c *Client) Base(ctx context.Context, image name.Digest, kc authn.Keychain)
 	}
 	n := 0
 	for _, child := range idx.Manifests {
+		if child.MediaType.IsIndex() {
+			// Fail closed: what a nested index holds would go unjudged.
+			return verify.Base{Outcome: verify.Mismatch, Detail: fmt.Sprintf("index %s nests index %s; nested indexes are not read", image.DigestStr(), child.Digest)}
+		}
 		if !child.MediaType.IsImage() {
 			continue // attestations and other artifacts
 		}
 		if n++; n > maxPlatformManifests {
-			return verify.Base{Outcome: verify.Unavailable, Detail: fmt.Sprintf("index %s has more than %d platform manifests", image.DigestStr(), maxPlatformManifests)}
+			return verify.Base{Outcome: verify.Mismatch, Detail: fmt.Sprintf("index %s has more than %d platform manifests", image.DigestStr(), maxPlatformManifests)}
 		}
 		cd, err := puller.Get(ctx, image.Context().Digest(child.Digest.String()))
 		if err != nil {
@@ -81,6 +85,9 @@ func (c *Client) Base(ctx context.Context, image name.Digest, kc authn.Keychain)
 			platform = child.Platform.String()
 		}
 		addBase(&b, platform, m.Annotations)
+	}
+	if n == 0 {
+		b.Undeclared = append(b.Undeclared, "index without platform manifests")
 	}
 	b.Outcome = verify.Verified
 	return b

@@ -22,14 +22,11 @@ func Failure(host, what string, err error) (verify.Outcome, string) {
 	if errors.As(err, &na) && na.Reason != reasonPlainHTTP {
 		return verify.NotAllowed, na.Error()
 	}
-	// go-containerregistry tries plain HTTP besides HTTPS for loopback and
-	// private registries; when HTTPS failed too, the guard's refusal of the
-	// plain-HTTP attempt is not why the registry could not be read.
-	if na != nil && !errors.Is(err, context.DeadlineExceeded) && !isTimeout(err) {
-		var te *transport.Error
-		if !errors.As(err, &te) {
-			return verify.NotAllowed, na.Error()
-		}
+
+	// A timeout first: go-containerregistry may also have tried plain HTTP
+	// against an HTTPS port and got a 400 it reports alongside.
+	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+		return verify.Unavailable, fmt.Sprintf("registry %s: time ran out reading %s", host, what)
 	}
 	var te *transport.Error
 	if errors.As(err, &te) {
@@ -38,8 +35,11 @@ func Failure(host, what string, err error) (verify.Outcome, string) {
 		}
 		return verify.Unavailable, fmt.Sprintf("registry %s answered HTTP %d for %s", host, te.StatusCode, what)
 	}
-	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
-		return verify.Unavailable, fmt.Sprintf("registry %s: time ran out reading %s", host, what)
+	if na != nil {
+		// go-containerregistry tries plain HTTP besides HTTPS for loopback and
+		// private registries (the guard refuses it unless the registry is listed
+		// as insecure): the registry could not be read over HTTPS, which is why.
+		return verify.Unavailable, fmt.Sprintf("registry %s unavailable over HTTPS (%s): %v", host, reasonPlainHTTP, err)
 	}
 	return verify.Unavailable, fmt.Sprintf("registry %s unavailable: %v", host, err)
 }

@@ -21,7 +21,7 @@ func TestFailure(t *testing.T) {
 		detail string
 	}{
 		"not on the allow-list": {&NotAllowedError{Host: "evil.example", Reason: reasonNotListed}, verify.NotAllowed, "registry not allowed: evil.example"},
-		"plain HTTP alone":      {plainHTTP, verify.NotAllowed, "plain HTTP not allowed"},
+		"plain HTTP alone":      {plainHTTP, verify.Unavailable, "unavailable over HTTPS (plain HTTP not allowed"},
 		// go-containerregistry's ping tries HTTPS and HTTP for loopback registries.
 		"HTTPS timed out, HTTP refused": {errors.Join(fmt.Errorf("ping: %w", context.DeadlineExceeded), plainHTTP), verify.Unavailable, "time ran out"},
 		"HTTPS 503, HTTP refused":       {errors.Join(&transport.Error{StatusCode: http.StatusServiceUnavailable}, plainHTTP), verify.Unavailable, "HTTP 503"},

@@ -34,16 +34,18 @@ type pullerEntry struct {
 }
 
 // RemoteOptionsFor is RemoteOptions for calls about ref: it also reuses the
-// connection state (ping answer, bearer token) of earlier calls to ref's registry
-// with the same credentials. Credentials are told apart by a hash of what kc
+// connection state (ping answer, bearer token) of earlier calls to ref's
+// repository with the same credentials. Credentials are told apart by a hash of what kc
 // resolves for the registry; a puller is never shared between different ones.
 func (c *Client) RemoteOptionsFor(ctx context.Context, ref name.Reference, kc authn.Keychain) []remote.Option {
 	opts := c.RemoteOptions(ctx, kc)
-	key, ok := credentialKey(ref.Context().Registry, kc)
+	// Credentials are resolved for the repository: the Kubernetes keychain picks
+	// a pull secret by the longest matching registry/path prefix.
+	key, ok := credentialKey(ref.Context(), kc)
 	if !ok {
 		return opts
 	}
-	p := c.pullers.get(key+" "+ref.Context().RegistryStr(), func() (*remote.Puller, error) {
+	p := c.pullers.get(key+" "+ref.Context().Name(), func() (*remote.Puller, error) {
 		// The puller's options carry no request context: each call passes its own.
 		return remote.NewPuller(c.RemoteOptions(context.Background(), kc)...)
 	})
@@ -53,12 +55,12 @@ func (c *Client) RemoteOptionsFor(ctx context.Context, ref name.Reference, kc au
 	return append(opts, remote.Reuse(p))
 }
 
-// credentialKey hashes what kc resolves for reg; false when it cannot tell.
-func credentialKey(reg name.Registry, kc authn.Keychain) (string, bool) {
+// credentialKey hashes what kc resolves for res; false when it cannot tell.
+func credentialKey(res authn.Resource, kc authn.Keychain) (string, bool) {
 	if kc == nil {
 		return "anonymous", true
 	}
-	a, err := kc.Resolve(reg)
+	a, err := kc.Resolve(res)
 	if err != nil {
 		return "", false
 	}

@@ -64,6 +64,9 @@ type Report struct {
 	// Findings are sorted by severity (highest first), then CVSS (highest
 	// first), then ID, package and platform.
 	Findings []Finding
+	// Omitted counts findings left out of Findings (an ImageScan lists at most
+	// 200); they cannot be judged one by one.
+	Omitted int
 }
 
 // Finding is one known vulnerability of one package on one platform.

@@ -108,6 +108,7 @@ func Run(ctx context.Context, cfg *Config, ready chan<- net.Addr) error {
 	if err := withTrust(&opts, cfg, client, reg); err != nil {
 		return err
 	}
+	var scannerDone <-chan error // nil: no embedded scanner
 	if cfg.Policy.Checks.Vulnerabilities.Enabled || cfg.Scanner.DBDir != "" {
 		if cfg.Kube == nil {
 			return errors.New("the vulnerabilities check and the scanner need API access (--kubeconfig or in-cluster)")
@@ -132,6 +133,7 @@ func Run(ctx context.Context, cfg *Config, ready chan<- net.Addr) error {
 				return fmt.Errorf("embedded scanner: %w", err)
 			}
 			defer func() { stopScanner(); <-done }()
+			scannerDone = done
 		}
 	}
 	if len(cfg.GrantKey) == 0 {
@@ -173,7 +175,9 @@ func Run(ctx context.Context, cfg *Config, ready chan<- net.Addr) error {
 		// server speaks HTTP/1.1 to webhooks.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		ErrorLog:     slog.NewLogLogger(logr.ToSlogHandler(log), slog.LevelDebug),
-		BaseContext:  func(net.Listener) context.Context { return ctx },
+		// In-flight requests finish on shutdown with their own deadlines: a
+		// cancelled context would deny them ("scan in progress").
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	ln, err := net.Listen("tcp", cfg.BindAddress)
 	if err != nil {
@@ -190,6 +194,10 @@ func Run(ctx context.Context, cfg *Config, ready chan<- net.Addr) error {
 	select {
 	case err := <-serveErr:
 		return fmt.Errorf("serve: %w", err)
+	case err := <-scannerDone:
+		// Without its scanner the webhook would deny every new image as
+		// "scan in progress": stop, so the failure is seen and restarted.
+		return fmt.Errorf("embedded scanner stopped: %w", err)
 	case <-ctx.Done():
 	}
 	isReady.Store(false)

@@ -89,8 +89,11 @@ type Worker struct {
 	o      Options
 	cache  ctrlcache.Cache
 	client client.Client
-	queue  workqueue.TypedRateLimitingInterface[string]
-	now    func() time.Time
+	// api reads the API server directly: a worker must see its own claim at
+	// once, not when the informer catches up.
+	api   client.Client
+	queue workqueue.TypedRateLimitingInterface[string]
+	now   func() time.Time
 }
 
 // New returns a Worker for the API server of cfg.
@@ -122,7 +125,11 @@ func New(cfg *rest.Config, o Options) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{o: o, cache: c, client: cl, now: time.Now,
+	api, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	w := &Worker{o: o, cache: c, client: cl, api: api, now: time.Now,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "imagescans"})}
 	return w, nil
@@ -193,7 +200,9 @@ func (w *Worker) next(ctx context.Context) bool {
 // claimable: nobody holds a live claim, and the scan is due.
 func (w *Worker) claimable(is *v1alpha1.ImageScan) bool {
 	st := is.Status
-	if st.ClaimedBy != "" && st.ClaimExpires != nil && w.now().Before(st.ClaimExpires.Time) {
+	// A live claim, or a pause after a failed try (ClaimExpires without a
+	// claimant), keeps it.
+	if st.ClaimExpires != nil && w.now().Before(st.ClaimExpires.Time) {
 		return false
 	}
 	switch st.Phase {
@@ -202,9 +211,9 @@ func (w *Worker) claimable(is *v1alpha1.ImageScan) bool {
 	case v1alpha1.ScanComplete:
 		return w.o.DBBuilt != nil && st.DBBuilt != nil && st.DBBuilt.Time.Before(w.o.DBBuilt())
 	case v1alpha1.ScanFailed:
-		// A registry that was unavailable is tried again after a pause; the
+		// A registry that was unavailable is tried again after the pause; the
 		// scan's other failures are final for its digest.
-		return st.Reason == reasonUnavailable && st.ScannedAt != nil && w.now().Sub(st.ScannedAt.Time) > RetryFailedAfter
+		return st.Reason == reasonUnavailable
 	}
 	return false
 }
@@ -262,7 +271,7 @@ func (w *Worker) renew(ctx context.Context, cancel context.CancelFunc, key strin
 		case <-t.C:
 		}
 		var is v1alpha1.ImageScan
-		if err := w.client.Get(ctx, client.ObjectKey{Name: key}, &is); err != nil {
+		if err := w.api.Get(ctx, client.ObjectKey{Name: key}, &is); err != nil {
 			continue
 		}
 		if is.Status.ClaimedBy != w.o.ID {
@@ -287,7 +296,8 @@ func (w *Worker) scan(ctx context.Context, is *v1alpha1.ImageScan) (*scan.Report
 	var kc authn.Keychain
 	if c := is.Spec.Credentials; c != nil && w.o.Keychains != nil {
 		if kc, err = w.o.Keychains.ForPod(ctx, c.Namespace, c.ServiceAccountName, c.ImagePullSecrets); err != nil {
-			return nil, err
+			// The API server's trouble, not the image's: try again.
+			return nil, &retryable{fmt.Errorf("read pull secrets: %w", err)}
 		}
 	}
 	var platforms []v1.Platform
@@ -305,7 +315,7 @@ func (w *Worker) scan(ctx context.Context, is *v1alpha1.ImageScan) (*scan.Report
 func (w *Worker) finish(ctx context.Context, key string, attempts int32, report *scan.Report, scanErr error, log logr.Logger) error {
 	for range 3 {
 		var is v1alpha1.ImageScan
-		if err := w.client.Get(ctx, client.ObjectKey{Name: key}, &is); err != nil {
+		if err := w.api.Get(ctx, client.ObjectKey{Name: key}, &is); err != nil {
 			return client.IgnoreNotFound(err)
 		}
 		if is.Status.ClaimedBy != w.o.ID {
@@ -323,11 +333,11 @@ func (w *Worker) finish(ctx context.Context, key string, attempts int32, report 
 		case scanErr == nil:
 			w.complete(st, report)
 			log.Info("Scan finished", "critical", st.Counts.Critical, "high", st.Counts.High, "db", st.DBBuilt)
-		case errors.Is(scanErr, scan.ErrLimits):
+		case errors.Is(scanErr, scan.ErrLimits) && !rescan:
 			st.Phase, st.Reason, st.Message = v1alpha1.ScanFailed, "ExceedsScanLimits", bound(scanErr.Error())
 			st.ScannedAt = &metav1.Time{Time: w.now()}
 			log.Info("Scan failed", "reason", st.Reason, "error", scanErr.Error())
-		case !registry.IsRegistryError(scanErr):
+		case !registry.IsRegistryError(scanErr) && !errors.As(scanErr, new(*retryable)) && !rescan:
 			// The image itself cannot be scanned (a config without a platform,
 			// layers that are not tar): final for this digest.
 			st.Phase, st.Reason, st.Message = v1alpha1.ScanFailed, "ScanError", bound(scanErr.Error())
@@ -345,12 +355,19 @@ func (w *Worker) finish(ctx context.Context, key string, attempts int32, report 
 				// Transient: back in the queue for another try.
 				st.Phase, reason = v1alpha1.ScanPending, reasonUnavailable
 			}
-			if is.Status.Phase == v1alpha1.ScanComplete && is.Status.DBBuilt != nil {
-				// A failed rescan keeps the result it had.
+			if reason == "" {
+				reason = reasonUnavailable
+			}
+			if rescan {
+				// A failed rescan keeps the result it had; it is tried again
+				// after the pause.
 				st.Phase = v1alpha1.ScanComplete
 			}
 			st.Reason, st.Message = reason, bound(detail)
-			st.ScannedAt = &metav1.Time{Time: w.now()} // when it was last tried
+			if st.Phase != v1alpha1.ScanPending {
+				// Not before the pause (ClaimExpires without a claimant).
+				st.ClaimExpires = &metav1.Time{Time: w.now().Add(RetryFailedAfter)}
+			}
 			log.Info("Scan failed", "reason", reason, "phase", st.Phase, "error", detail)
 		}
 		st.ObservedGeneration = is.Generation
@@ -366,6 +383,11 @@ func (w *Worker) finish(ctx context.Context, key string, attempts int32, report 
 	}
 	return errors.New("status update kept conflicting")
 }
+
+// retryable marks an error worth another try that is not the registry's.
+type retryable struct{ error }
+
+func (r *retryable) Unwrap() error { return r.error }
 
 // added returns the findings of after, at or above the alert threshold, that
 // before did not have.
