@@ -78,6 +78,12 @@ type onlyHost struct {
 }
 
 func (o onlyHost) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme != "https" {
+		// As bulwark's egress guard does: go-containerregistry's plain-HTTP
+		// fallback for loopback registries would otherwise get a 400 from the
+		// TLS port, racing the HTTPS attempt.
+		return nil, fmt.Errorf("test transport: plain HTTP refused")
+	}
 	if req.URL.Host != o.host {
 		o.t.Errorf("request outside the test registry: %s %s", req.Method, req.URL)
 		return nil, fmt.Errorf("test transport: %s is not the test registry", req.URL.Host)
