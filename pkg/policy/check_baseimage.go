@@ -21,7 +21,7 @@ type BaseImageConfig struct {
 	Approved []string `json:"approved"`
 	// Undeclared: what happens to an image that declares no base: deny (with
 	// the check's mode), warn or allow. Default allow.
-	Undeclared NoMatch `json:"undeclared"`
+	Undeclared Outcome `json:"undeclared"`
 }
 
 // BaseImageTargets lists, once each, the pinned images whose declared base the
@@ -46,10 +46,7 @@ func checkBaseImage(p *Policy, in *Input) []Verdict {
 	}
 	act := actionFor(cfg.Mode)
 	var out []Verdict
-	eachNewImage(in, func(image string, path *field.Path, _ string) {
-		if _, ok := digestOf(image); !ok {
-			return // the digest check reports it
-		}
+	eachPinnedImage(in, func(image string, path *field.Path) {
 		add := func(r Reason, detail string, a Action) {
 			out = append(out, Verdict{Check: CheckBaseImage, Reason: r, Action: a, Path: path.String(), Detail: detail})
 		}
@@ -75,12 +72,8 @@ func checkBaseImage(p *Policy, in *Input) []Verdict {
 				add(ReasonBaseImageNotApproved, fmt.Sprintf("%q%s is built on %q, which is not one of the approved bases %s", image, on, base.Name, strings.Join(cfg.Approved, ", ")), act)
 			}
 		}
-		if len(b.Undeclared) > 0 && cfg.Undeclared != NoMatchAllow {
-			a := act
-			if cfg.Undeclared == NoMatchWarn && a == ActionDeny {
-				a = ActionWarn
-			}
-			add(ReasonBaseImageUndeclared, fmt.Sprintf("%q declares no base image (%s); checks.baseImage.undeclared is %s", image, strings.Join(b.Undeclared, ", "), cfg.Undeclared), a)
+		if len(b.Undeclared) > 0 && cfg.Undeclared != OutcomeAllow {
+			add(ReasonBaseImageUndeclared, fmt.Sprintf("%q declares no base image (%s); checks.baseImage.undeclared is %s", image, strings.Join(b.Undeclared, ", "), cfg.Undeclared), outcomeAction(cfg.Undeclared, act))
 		}
 	})
 	return out
@@ -125,9 +118,7 @@ func baseFailureReason(o verify.Outcome) Reason {
 
 func (c *BaseImageConfig) validate(fp *field.Path) field.ErrorList {
 	errs := validateMode(fp.Child("mode"), c.Mode)
-	if c.Undeclared != NoMatchDeny && c.Undeclared != NoMatchWarn && c.Undeclared != NoMatchAllow {
-		errs = append(errs, field.NotSupported(fp.Child("undeclared"), c.Undeclared, []NoMatch{NoMatchDeny, NoMatchWarn, NoMatchAllow}))
-	}
+	errs = append(errs, validateOutcome(fp.Child("undeclared"), c.Undeclared)...)
 	for i, pat := range c.Approved {
 		if !validPattern(pat) {
 			errs = append(errs, field.Invalid(fp.Child("approved").Index(i), pat, "not a valid image pattern"))

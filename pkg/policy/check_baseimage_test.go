@@ -1,6 +1,7 @@
 package policy
 
 import (
+	stdcmp "cmp"
 	"strings"
 	"testing"
 
@@ -15,7 +16,7 @@ func TestCheckBaseImageMessages(t *testing.T) {
 	declared := func(refs ...verify.BaseRef) verify.Base { return verify.Base{Outcome: verify.Verified, Declared: refs} }
 	tests := map[string]struct {
 		approved   []string
-		undeclared NoMatch
+		undeclared Outcome
 		base       *verify.Base
 		want       []string
 		actions    []Action
@@ -46,7 +47,7 @@ func TestCheckBaseImageMessages(t *testing.T) {
 			base: &verify.Base{Outcome: verify.Verified, Undeclared: []string{"image"}},
 		},
 		"undeclared, warn": {
-			undeclared: NoMatchWarn,
+			undeclared: OutcomeWarn,
 			base:       &verify.Base{Outcome: verify.Verified, Undeclared: []string{"linux/amd64"}},
 			want:       []string{`spec.containers[0].image: image declares no base image (check base-image): "` + pinned + `" declares no base image (linux/amd64); checks.baseImage.undeclared is warn`},
 			actions:    []Action{ActionWarn},
@@ -66,7 +67,7 @@ func TestCheckBaseImageMessages(t *testing.T) {
 			p := Defaults()
 			p.Checks.BaseImage.Enabled = true
 			p.Checks.BaseImage.Approved = tc.approved
-			p.Checks.BaseImage.Undeclared = cmpOr(tc.undeclared, NoMatchAllow)
+			p.Checks.BaseImage.Undeclared = stdcmp.Or(tc.undeclared, OutcomeAllow)
 			in := podInput(StageValidate, corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: pinned, SecurityContext: hardened()}}})
 			if tc.base != nil {
 				in.Bases = map[string]verify.Base{pinned: *tc.base}

@@ -36,17 +36,26 @@ func SignatureTargets(p *Policy, in *Input) []SignatureTarget {
 	return out
 }
 
+// eachPinnedImage calls fn for each image field of in that is judged (see
+// eachNewImage) and pinned by digest: the checks that verify, inspect or scan
+// an image leave the others to the digest check.
+func eachPinnedImage(in *Input, fn func(image string, path *field.Path)) {
+	eachNewImage(in, func(image string, path *field.Path, _ string) {
+		if _, ok := digestOf(image); ok {
+			fn(image, path)
+		}
+	})
+}
+
 // pinnedImages lists, once each, the images of in that are judged (see
 // eachNewImage) and pinned by digest.
 func pinnedImages(in *Input) []name.Digest {
 	var out []name.Digest
 	seen := map[string]bool{}
-	eachNewImage(in, func(image string, _ *field.Path, _ string) {
-		if seen[image] {
-			return
-		}
-		seen[image] = true
-		if d, ok := digestOf(image); ok {
+	eachPinnedImage(in, func(image string, _ *field.Path) {
+		if !seen[image] {
+			seen[image] = true
+			d, _ := digestOf(image)
 			out = append(out, d)
 		}
 	})
@@ -66,21 +75,14 @@ func checkSignature(p *Policy, in *Input) []Verdict {
 	}
 	act := actionFor(cfg.Mode)
 	var out []Verdict
-	eachNewImage(in, func(image string, path *field.Path, _ string) {
-		if _, ok := digestOf(image); !ok {
-			return // the digest check reports it
-		}
+	eachPinnedImage(in, func(image string, path *field.Path) {
 		v := Verdict{Check: CheckSignature, Action: act, Path: path.String()}
 		rule := cfg.RuleFor(image)
 		if rule == nil {
-			switch cfg.NoMatch {
-			case NoMatchAllow:
+			if cfg.NoMatch == OutcomeAllow {
 				return
-			case NoMatchWarn:
-				if act == ActionDeny {
-					v.Action = ActionWarn
-				}
 			}
+			v.Action = outcomeAction(cfg.NoMatch, act)
 			v.Reason, v.Detail = ReasonNoTrustRule, fmt.Sprintf("%q matches no rule of checks.signature.rules", image)
 			out = append(out, v)
 			return

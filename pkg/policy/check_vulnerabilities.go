@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -59,9 +60,9 @@ func checkVulnerabilities(p *Policy, in *Input) []Verdict {
 		}
 	}
 	var out []Verdict
-	eachNewImage(in, func(image string, path *field.Path, _ string) {
-		if _, ok := digestOf(image); !ok || !matchesAny(cfg.Images, image) {
-			return // the digest check reports it; images out of scope are not scanned
+	eachPinnedImage(in, func(image string, path *field.Path) {
+		if !matchesAny(cfg.Images, image) {
+			return // out of scope: not scanned
 		}
 		add := func(r Reason, a Action, finding, detail string, e *Exemption) {
 			if a != "" {
@@ -150,7 +151,7 @@ func (c *VulnerabilitiesConfig) ignoreRule(f scan.Finding, image, namespace stri
 	for i := range c.Ignore {
 		r := &c.Ignore[i]
 		if !strings.EqualFold(r.ID, f.ID) || (r.Package != "" && r.Package != f.Package) ||
-			(len(r.Namespaces) > 0 && !containsString(r.Namespaces, namespace)) || (len(r.Images) > 0 && !matchesAny(r.Images, image)) {
+			(len(r.Namespaces) > 0 && !slices.Contains(r.Namespaces, namespace)) || (len(r.Images) > 0 && !matchesAny(r.Images, image)) {
 			continue
 		}
 		if now.Before(r.Expires.Time) {
@@ -170,15 +171,6 @@ func matchesAny(patterns []string, image string) bool {
 	}
 	for _, p := range patterns {
 		if matchImage(p, ref.Context().Name()) {
-			return true
-		}
-	}
-	return false
-}
-
-func containsString(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
 			return true
 		}
 	}

@@ -126,12 +126,12 @@ func Defaults() Policy {
 			Digest: DigestConfig{Mode: ModeEnforce, Pinning: PinningRequire},
 			Signature: SignatureConfig{
 				Mode:      ModeEnforce,
-				NoMatch:   NoMatchDeny,
+				NoMatch:   OutcomeDeny,
 				Rules:     []TrustRule{},
 				CacheTTL:  metav1.Duration{Duration: DefaultSignatureCacheTTL},
 				MultiArch: MultiArchIndex,
 			},
-			BaseImage: BaseImageConfig{Mode: ModeEnforce, Approved: []string{}, Undeclared: NoMatchAllow},
+			BaseImage: BaseImageConfig{Mode: ModeEnforce, Approved: []string{}, Undeclared: OutcomeAllow},
 			Vulnerabilities: VulnerabilitiesConfig{
 				Mode: ModeEnforce, Images: []string{"**"}, Threshold: "Critical", Ignore: []IgnoreRule{}, Namespaces: []NamespaceThreshold{},
 				Pending: OutcomeDeny, MaxDBAge: metav1.Duration{Duration: DefaultMaxDBAge}, StaleDB: OutcomeDeny,

@@ -29,15 +29,6 @@ const (
 	maxAuthorities = 16
 )
 
-// NoMatch says what happens to an image that no trust rule matches.
-type NoMatch string
-
-const (
-	NoMatchDeny  NoMatch = "deny"
-	NoMatchWarn  NoMatch = "warn"
-	NoMatchAllow NoMatch = "allow"
-)
-
 // SignatureConfig configures the signature check: which authorities must have
 // signed which images. The check is off until Enabled is set, because it needs a
 // trust policy the operator writes.
@@ -47,7 +38,7 @@ type SignatureConfig struct {
 	// Mode defaults to enforce.
 	Mode Mode `json:"mode"`
 	// NoMatch: what happens to an image no rule matches. Default deny.
-	NoMatch NoMatch `json:"noMatch"`
+	NoMatch Outcome `json:"noMatch"`
 	// Rules map image patterns to authorities; the most specific matching
 	// pattern wins.
 	Rules []TrustRule `json:"rules"`
@@ -196,9 +187,7 @@ func (r *TrustRule) AuthorityNames() string {
 
 func (c *SignatureConfig) validate(fp *field.Path) field.ErrorList {
 	errs := validateMode(fp.Child("mode"), c.Mode)
-	if c.NoMatch != NoMatchDeny && c.NoMatch != NoMatchWarn && c.NoMatch != NoMatchAllow {
-		errs = append(errs, field.NotSupported(fp.Child("noMatch"), c.NoMatch, []NoMatch{NoMatchDeny, NoMatchWarn, NoMatchAllow}))
-	}
+	errs = append(errs, validateOutcome(fp.Child("noMatch"), c.NoMatch)...)
 	if c.MultiArch != MultiArchIndex && c.MultiArch != MultiArchPlatforms {
 		errs = append(errs, field.NotSupported(fp.Child("multiArch"), c.MultiArch, []MultiArch{MultiArchIndex, MultiArchPlatforms}))
 	}

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	stdcmp "cmp"
 	"strings"
 	"testing"
 
@@ -51,7 +52,7 @@ func TestRuleForPicksTheMostSpecificPattern(t *testing.T) {
 	}
 }
 
-func signaturePolicy(noMatch NoMatch) *Policy {
+func signaturePolicy(noMatch Outcome) *Policy {
 	p := Defaults()
 	p.Checks.Signature.Enabled = true
 	p.Checks.Signature.NoMatch = noMatch
@@ -62,7 +63,7 @@ func signaturePolicy(noMatch NoMatch) *Policy {
 func TestCheckSignatureMessages(t *testing.T) {
 	other := "other.example/app@sha256:" + strings.Repeat("c", 64)
 	tests := map[string]struct {
-		noMatch    NoMatch
+		noMatch    Outcome
 		images     []string
 		signatures map[string]verify.Result
 		want       []string
@@ -99,25 +100,25 @@ func TestCheckSignatureMessages(t *testing.T) {
 			images: []string{"registry.example/team/app:1.0"},
 		},
 		"no rule, noMatch deny": {
-			noMatch: NoMatchDeny,
+			noMatch: OutcomeDeny,
 			images:  []string{other},
 			want:    []string{`spec.containers[0].image: no trust rule matches the image (check signature): "` + other + `" matches no rule of checks.signature.rules`},
 			actions: []Action{ActionDeny},
 		},
 		"no rule, noMatch warn": {
-			noMatch: NoMatchWarn,
+			noMatch: OutcomeWarn,
 			images:  []string{other},
 			want:    []string{`spec.containers[0].image: no trust rule matches the image (check signature): "` + other + `" matches no rule of checks.signature.rules`},
 			actions: []Action{ActionWarn},
 		},
 		"no rule, noMatch allow": {
-			noMatch: NoMatchAllow,
+			noMatch: OutcomeAllow,
 			images:  []string{other},
 		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			p := signaturePolicy(cmpOr(tc.noMatch, NoMatchDeny))
+			p := signaturePolicy(stdcmp.Or(tc.noMatch, OutcomeDeny))
 			var spec corev1.PodSpec
 			for i, img := range tc.images {
 				spec.Containers = append(spec.Containers, corev1.Container{Name: "c" + string(rune('0'+i)), Image: img, SecurityContext: hardened()})
@@ -151,7 +152,7 @@ func cmpOr[T comparable](a, b T) T {
 }
 
 func TestSignatureTargetsAreUniqueNewPinnedAndRuled(t *testing.T) {
-	p := signaturePolicy(NoMatchDeny)
+	p := signaturePolicy(OutcomeDeny)
 	other := "other.example/app@sha256:" + strings.Repeat("c", 64)
 	old := corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: pinned2}}}
 	spec := corev1.PodSpec{

@@ -24,8 +24,9 @@ func severityRank(s string) int {
 	return scan.Severity(s).Rank()
 }
 
-// Outcome is what happens when a check cannot decide yet (a scan still running,
-// a vulnerability database too old).
+// Outcome is what happens to an image a check cannot judge as usual: no trust
+// rule matches it, it declares no base, its scan is still running or was made
+// with a database too old.
 type Outcome string
 
 const (
@@ -35,6 +36,13 @@ const (
 )
 
 var outcomes = []Outcome{OutcomeDeny, OutcomeWarn, OutcomeAllow}
+
+func validateOutcome(path *field.Path, o Outcome) field.ErrorList {
+	if slices.Contains(outcomes, o) {
+		return nil
+	}
+	return field.ErrorList{field.NotSupported(path, o, outcomes)}
+}
 
 // Defaults of the vulnerabilities check.
 const (
@@ -109,11 +117,8 @@ func (c *VulnerabilitiesConfig) validate(fp *field.Path) field.ErrorList {
 	if severityRank(c.Threshold) < 0 {
 		errs = append(errs, field.NotSupported(fp.Child("threshold"), c.Threshold, Severities))
 	}
-	for f, o := range map[string]Outcome{"pending": c.Pending, "staleDB": c.StaleDB} {
-		if !slices.Contains(outcomes, o) {
-			errs = append(errs, field.NotSupported(fp.Child(f), o, outcomes))
-		}
-	}
+	errs = append(errs, validateOutcome(fp.Child("pending"), c.Pending)...)
+	errs = append(errs, validateOutcome(fp.Child("staleDB"), c.StaleDB)...)
 	if c.MaxDBAge.Duration <= 0 {
 		errs = append(errs, field.Invalid(fp.Child("maxDBAge"), c.MaxDBAge.Duration.String(), "must be positive"))
 	}
