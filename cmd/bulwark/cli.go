@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
+	"github.com/bulwark-dev/bulwark/internal/wire"
 	"github.com/bulwark-dev/bulwark/pkg/check"
 	"github.com/bulwark-dev/bulwark/pkg/policy"
 )
@@ -179,16 +179,7 @@ func loadPolicy(file string) (*policy.Policy, error) {
 		p := policy.Defaults()
 		return &p, nil
 	}
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, fmt.Errorf("--policy: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, policy.MaxPolicyBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("--policy %s: %w", file, err)
-	}
-	p, err := policy.Parse(data)
+	p, err := wire.LoadPolicy(file)
 	if err != nil {
 		return nil, fmt.Errorf("--policy %s: %w", file, err)
 	}

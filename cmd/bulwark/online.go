@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"time"
 
@@ -56,18 +54,9 @@ func online(p *policy.Policy, o onlineOptions, stderr io.Writer) (*policy.Policy
 	if !o.registry && o.db == "" {
 		return &q, co, closer, nil
 	}
-	var roots *x509.CertPool
-	if o.caFile != "" {
-		pem, err := os.ReadFile(o.caFile)
-		if err != nil {
-			return nil, co, closer, fmt.Errorf("--registry-ca-file: %w", err)
-		}
-		if roots, err = x509.SystemCertPool(); err != nil {
-			roots = x509.NewCertPool()
-		}
-		if !roots.AppendCertsFromPEM(pem) {
-			return nil, co, closer, fmt.Errorf("--registry-ca-file: no PEM certificate in %s", o.caFile)
-		}
+	roots, err := wire.RegistryRoots(o.caFile)
+	if err != nil {
+		return nil, co, closer, fmt.Errorf("--registry-ca-file: %w", err)
 	}
 	rc, err := registry.New(wire.RegistryOptions(p, roots, nil))
 	if err != nil {

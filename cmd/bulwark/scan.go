@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -84,18 +82,9 @@ func runScan(ctx context.Context, image string, o scanOptions, stdout io.Writer)
 			return inputErr(fmt.Errorf("--now: %w", err))
 		}
 	}
-	var roots *x509.CertPool
-	if o.caFile != "" {
-		pem, err := os.ReadFile(o.caFile)
-		if err != nil {
-			return inputErr(fmt.Errorf("--registry-ca-file: %w", err))
-		}
-		if roots, err = x509.SystemCertPool(); err != nil {
-			roots = x509.NewCertPool()
-		}
-		if !roots.AppendCertsFromPEM(pem) {
-			return inputErr(fmt.Errorf("--registry-ca-file: no PEM certificate in %s", o.caFile))
-		}
+	roots, err := wire.RegistryRoots(o.caFile)
+	if err != nil {
+		return inputErr(fmt.Errorf("--registry-ca-file: %w", err))
 	}
 	ro := wire.RegistryOptions(p, roots, nil)
 	ro.Allow = append(append(append([]string(nil), ro.Allow...), d.RegistryStr()), o.allow...)

@@ -7,10 +7,8 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -27,7 +25,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/bulwark-dev/bulwark/internal/wire"
-	"github.com/bulwark-dev/bulwark/pkg/policy"
 	"github.com/bulwark-dev/bulwark/pkg/scan/worker"
 )
 
@@ -59,31 +56,13 @@ func main() {
 }
 
 func run(ctx context.Context, kubeconfig, policyFile, caFile, metricsAddr string, c wire.ScannerConfig, log logr.Logger) error {
-	f, err := os.Open(policyFile)
-	if err != nil {
-		return fmt.Errorf("--policy: %w", err)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, policy.MaxPolicyBytes+1))
-	f.Close()
-	if err != nil {
-		return fmt.Errorf("--policy: %w", err)
-	}
-	p, err := policy.Parse(data)
+	p, err := wire.LoadPolicy(policyFile)
 	if err != nil {
 		return fmt.Errorf("--policy %s: %w", policyFile, err)
 	}
-	var roots *x509.CertPool
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return fmt.Errorf("--registry-ca-file: %w", err)
-		}
-		if roots, err = x509.SystemCertPool(); err != nil {
-			roots = x509.NewCertPool()
-		}
-		if !roots.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("--registry-ca-file: no PEM certificate in %s", caFile)
-		}
+	roots, err := wire.RegistryRoots(caFile)
+	if err != nil {
+		return fmt.Errorf("--registry-ca-file: %w", err)
 	}
 	var cfg *rest.Config
 	if kubeconfig != "" {

@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"time"
@@ -142,7 +141,7 @@ func (o *Options) Config() (*Config, error) {
 	if o.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout: must not be negative, got %s", o.ShutdownTimeout))
 	}
-	p, err := loadPolicy(o.PolicyFile)
+	p, err := wire.LoadPolicy(o.PolicyFile)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("--policy %s: %w", o.PolicyFile, err))
 	}
@@ -174,18 +173,9 @@ func (o *Options) Config() (*Config, error) {
 			errs = append(errs, fmt.Errorf("--client-ca-file: no PEM certificate in %s", o.ClientCAFile))
 		}
 	}
-	var registryCAs *x509.CertPool
-	if o.RegistryCAFile != "" {
-		pem, err := os.ReadFile(o.RegistryCAFile)
-		if registryCAs, err = x509.SystemCertPool(); err != nil {
-			registryCAs = x509.NewCertPool()
-		}
-		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("--registry-ca-file: %w", err))
-		case !registryCAs.AppendCertsFromPEM(pem):
-			errs = append(errs, fmt.Errorf("--registry-ca-file: no PEM certificate in %s", o.RegistryCAFile))
-		}
+	registryCAs, err := wire.RegistryRoots(o.RegistryCAFile)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--registry-ca-file: %w", err))
 	}
 	if o.Scanner.DBDir != "" {
 		if _, err := os.Stat(o.Scanner.DBDir); err != nil {
@@ -232,18 +222,4 @@ func kubeConfig(path string) (*rest.Config, error) {
 		return nil, nil
 	}
 	return cfg, err
-}
-
-func loadPolicy(path string) (*policy.Policy, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	// One byte over the limit is enough for Parse to report the size.
-	data, err := io.ReadAll(io.LimitReader(f, policy.MaxPolicyBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	return policy.Parse(data)
 }

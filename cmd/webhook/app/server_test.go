@@ -18,6 +18,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/bulwark-dev/bulwark/certs"
+	"github.com/bulwark-dev/bulwark/internal/wire"
 	"github.com/bulwark-dev/bulwark/pkg/policy"
 )
 
@@ -87,7 +88,7 @@ func TestOptionsConfigErrorsNameTheFlagAndField(t *testing.T) {
 func TestShippedPolicyIsTheDefaults(t *testing.T) {
 	o := NewOptions()
 	o.PolicyFile = "../../../deploy/base/policy.yaml"
-	p, err := loadPolicy(o.PolicyFile)
+	p, err := wire.LoadPolicy(o.PolicyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
