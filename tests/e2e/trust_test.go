@@ -120,12 +120,39 @@ func TestTrust(t *testing.T) {
 // trustNamespace creates a namespace under the trust webhook.
 func trustNamespace(t *testing.T) string {
 	t.Helper()
+	return labeledNamespace(t, trustLabel)
+}
+
+// labeledNamespace creates a fresh namespace (as namespace does) carrying
+// labels, which put it under a second webhook's configuration.
+func labeledNamespace(t *testing.T, labels map[string]string) string {
+	t.Helper()
 	ns := namespace(t)
-	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": trustLabel}})
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": labels}})
 	if _, err := env.admin.CoreV1().Namespaces().Patch(t.Context(), ns, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return ns
+}
+
+// admitConcurrently creates n pods running image in ns at once, as dry runs,
+// and fails the test unless every one is admitted.
+func admitConcurrently(t *testing.T, ns, image string, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range errs {
+		wg.Go(func() {
+			pod := podOf(fmt.Sprintf("burst-%d", i), ctr("app", image))
+			_, errs[i] = env.admin.CoreV1().Pods(ns).Create(t.Context(), pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("admission %d: %v", i, err)
+		}
+	}
 }
 
 func createPod(t *testing.T, ns, name string, image string, mutate ...func(*corev1.Pod)) (*corev1.Pod, error) {
@@ -452,20 +479,7 @@ func (te *trustEnv) testCoalesced(t *testing.T) {
 	te.reg.Sign(t, d, te.release)
 	sigTag := "/v2/team/burst/manifests/" + strings.Replace(d.DigestStr(), ":", "-", 1) + ".sig"
 	before, sigBefore := te.reg.Paths("/v2/team/burst/"), te.reg.Count(http.MethodGet, sigTag)
-	var wg sync.WaitGroup
-	errs := make([]error, 100)
-	for i := range errs {
-		wg.Go(func() {
-			pod := podOf(fmt.Sprintf("burst-%d", i), ctr("app", d.String()))
-			_, errs[i] = env.admin.CoreV1().Pods(ns).Create(t.Context(), pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		})
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("admission %d: %v", i, err)
-		}
-	}
+	admitConcurrently(t, ns, d.String(), 100)
 	if n := te.reg.Count(http.MethodGet, sigTag) - sigBefore; n != 1 {
 		t.Errorf("100 concurrent admissions fetched the signature manifest %d times, want 1", n)
 	}

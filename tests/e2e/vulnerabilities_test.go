@@ -3,13 +3,11 @@ package e2e
 import (
 	"context"
 	"crypto/x509"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -118,31 +116,13 @@ func TestVulnerabilities(t *testing.T) {
 	t.Run("new database finds a running image vulnerable", ve.testNewDatabase)
 }
 
-func (ve *vulnEnv) namespace(t *testing.T, labels map[string]string) string {
-	t.Helper()
-	ns := namespace(t)
-	patch := fmt.Sprintf(`{"metadata":{"labels":{%s}}}`, labelJSON(labels))
-	if _, err := env.admin.CoreV1().Namespaces().Patch(t.Context(), ns, "application/merge-patch+json", []byte(patch), metav1.PatchOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	return ns
-}
-
-func labelJSON(m map[string]string) string {
-	var parts []string
-	for k, v := range m {
-		parts = append(parts, fmt.Sprintf("%q:%q", k, v))
-	}
-	return strings.Join(parts, ",")
-}
-
 func (ve *vulnEnv) push(t *testing.T, repo string, img v1.Image) name.Digest {
 	t.Helper()
 	return ve.reg.Push(t, repo, "", img)
 }
 
 func (ve *vulnEnv) testCritical(t *testing.T) {
-	ns := ve.namespace(t, ve.label)
+	ns := labeledNamespace(t, ve.label)
 	d := ve.push(t, "team/web", vulndb.Alpine(t, vulndb.AMD64, "3.20.3", vulnerableOpenSSL))
 	_, err := createPod(t, ns, "vulnerable", d.String())
 	wantDenied(t, err, "image has a known vulnerability (check vulnerabilities)", "CVE-2026-0001 (Critical, CVSS 9.8) in openssl 3.3.1-r0 (apk) → fixed in 3.3.2-r0",
@@ -177,7 +157,7 @@ func (ve *vulnEnv) testCritical(t *testing.T) {
 }
 
 func (ve *vulnEnv) testIgnoreAndThreshold(t *testing.T) {
-	ns := ve.namespace(t, ve.label)
+	ns := labeledNamespace(t, ve.label)
 	accepted := ve.push(t, "accepted/web", vulndb.Alpine(t, vulndb.AMD64, "3.20.3", vulnerableOpenSSL))
 	if _, err := createPod(t, ns, "accepted", accepted.String()); err != nil {
 		t.Fatalf("critical finding under an ignore rule with a future expiry: %v", err)
@@ -216,7 +196,7 @@ func waitForNote(t *testing.T, ns, name, reason, part string) {
 }
 
 func (ve *vulnEnv) testPending(t *testing.T) {
-	ns := ve.namespace(t, ve.label)
+	ns := labeledNamespace(t, ve.label)
 	img := vulndb.Alpine(t, vulndb.AMD64, "3.20.3", vulndb.Package{Name: "musl", Version: "1.2.5-r0"})
 	d := ve.push(t, "slow/app", img)
 	layers, _ := img.Layers()
@@ -261,27 +241,14 @@ func (ve *vulnEnv) waitForScan(t *testing.T, d name.Digest, phase v1alpha1.ScanP
 }
 
 func (ve *vulnEnv) testOneScan(t *testing.T, p *policy.Policy, roots *x509.CertPool) {
-	ns := ve.namespace(t, ve.label)
+	ns := labeledNamespace(t, ve.label)
 	img := vulndb.Alpine(t, vulndb.AMD64, "3.20.3", vulndb.Package{Name: "zlib", Version: "1.3.1-r1"})
 	d := ve.push(t, "burst/app", img)
 	layers, _ := img.Layers()
 	layerDigest, _ := layers[0].Digest()
 	layerPath := "/v2/burst/app/blobs/" + layerDigest.String()
 	before := ve.reg.Count(http.MethodGet, layerPath)
-	var wg sync.WaitGroup
-	errs := make([]error, 100)
-	for i := range errs {
-		wg.Go(func() {
-			pod := podOf(fmt.Sprintf("burst-%d", i), ctr("app", d.String()))
-			_, errs[i] = env.admin.CoreV1().Pods(ns).Create(t.Context(), pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		})
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("admission %d: %v", i, err)
-		}
-	}
+	admitConcurrently(t, ns, d.String(), 100)
 	if n := ve.reg.Count(http.MethodGet, layerPath) - before; n != 1 {
 		t.Errorf("100 concurrent admissions of one new digest read its layer %d times, want 1 (one scan)", n)
 	}
@@ -309,7 +276,7 @@ func (ve *vulnEnv) testOneScan(t *testing.T, p *policy.Policy, roots *x509.CertP
 		t.Fatal(err)
 	}
 	defer func() { _ = env.cluster.UninstallWebhook(context.Background(), "bulwark-vuln-second") }()
-	ns2 := ve.namespace(t, second)
+	ns2 := labeledNamespace(t, second)
 	requests := len(ve.reg.Served())
 	if _, err := createPod(t, ns2, "same-digest", d.String()); err != nil {
 		t.Fatalf("second webhook, digest scanned before: %v", err)
@@ -380,7 +347,7 @@ func (ve *vulnEnv) testClaimExpiry(t *testing.T, d name.Digest, lapses time.Time
 }
 
 func (ve *vulnEnv) testLimits(t *testing.T) {
-	ns := ve.namespace(t, ve.label)
+	ns := labeledNamespace(t, ve.label)
 	bomb := ve.push(t, "limits/bomb", vulndb.Image(t, vulndb.AMD64, vulndb.GzipBomb(t, 1<<30)))
 	_, err := createPod(t, ns, "bomb", bomb.String())
 	wantDenied(t, err, "image could not be scanned (check vulnerabilities)", "exceeds scan limits", "ExceedsScanLimits")
@@ -395,7 +362,7 @@ func (ve *vulnEnv) testLimits(t *testing.T) {
 // it: the scanner swaps the database, rescans, updates the ImageScan, and warns
 // about the running pod with an Event (it is not evicted).
 func (ve *vulnEnv) testNewDatabase(t *testing.T) {
-	ns := ve.namespace(t, ve.label)
+	ns := labeledNamespace(t, ve.label)
 	d := ve.push(t, "running/app", vulndb.Alpine(t, vulndb.AMD64, "3.20.3", vulndb.Package{Name: "xz-libs", Version: "5.6.1-r0"}))
 	if _, err := createPod(t, ns, "running", d.String()); err != nil {
 		t.Fatalf("clean under the first database: %v", err)
