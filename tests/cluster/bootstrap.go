@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	"maps"
 	"os"
 	"path/filepath"
@@ -320,8 +321,21 @@ func (c *Cluster) AllowNamespaceEdit(ctx context.Context, ns, user string) error
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
 		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: user}},
 	}
-	_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{})
-	return err
+	if _, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	// The API server's RBAC authorizer learns of the binding through its own
+	// informer: wait until it answers yes, or the next request may be refused.
+	return waitAllowed(ctx, cs, user, authorizationv1.ResourceAttributes{Verb: "patch", Resource: "namespaces", Name: ns})
+}
+
+// waitAllowed polls SubjectAccessReviews until user may do attrs.
+func waitAllowed(ctx context.Context, cs kubernetes.Interface, user string, attrs authorizationv1.ResourceAttributes) error {
+	return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: user, ResourceAttributes: &attrs}}
+		res, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+		return err == nil && res.Status.Allowed, nil
+	})
 }
 
 // CRDFile is bulwark's ImageScan CRD, relative to the repository root.
