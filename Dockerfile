@@ -1,7 +1,8 @@
-# bulwark's webhook image for users with Docker. bulwark's base-image check reads
-# the base from the manifest's annotations, so build with buildx and set them:
+# bulwark's webhook and scanner images for users with Docker (the webhook is the
+# default target; `--target scanner` builds the scanner). bulwark's base-image check
+# reads the base from the manifest's annotations, so build with buildx and set them:
 #
-#   docker buildx build -t REPO:TAG --push \
+#   docker buildx build [--target scanner] -t REPO:TAG --push \
 #     --annotation "manifest:org.opencontainers.image.base.name=gcr.io/distroless/static:nonroot" \
 #     --annotation "manifest:org.opencontainers.image.base.digest=sha256:e2e927ec666bae08560abb3c55d0659eceabb657f56b6782ab500a9fc7f555e3" .
 #
@@ -17,11 +18,24 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN go build -trimpath -ldflags="-s -w" -o /out/webhook ./cmd/webhook
+# The webhook leaves the embedded scanner out (-tags noscanner, as `make release`).
+RUN go build -tags noscanner -trimpath -ldflags="-s -w" -o /out/ ./cmd/webhook ./cmd/scanner
 
 # distroless static, nonroot: no shell, no package manager; pinned by digest
 # (bump it with the digest of the release you have verified).
-FROM gcr.io/distroless/static:nonroot@sha256:e2e927ec666bae08560abb3c55d0659eceabb657f56b6782ab500a9fc7f555e3
+FROM gcr.io/distroless/static:nonroot@sha256:e2e927ec666bae08560abb3c55d0659eceabb657f56b6782ab500a9fc7f555e3 AS scanner
+ARG VERSION=dev
+LABEL org.opencontainers.image.title="bulwark scanner" \
+      org.opencontainers.image.source="https://github.com/bulwark-dev/bulwark" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.base.name="gcr.io/distroless/static:nonroot" \
+      org.opencontainers.image.base.digest="sha256:e2e927ec666bae08560abb3c55d0659eceabb657f56b6782ab500a9fc7f555e3"
+COPY --from=build --chown=0:0 --chmod=0555 /out/scanner /usr/local/bin/scanner
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/scanner"]
+
+# The webhook: the last stage, so the default target.
+FROM gcr.io/distroless/static:nonroot@sha256:e2e927ec666bae08560abb3c55d0659eceabb657f56b6782ab500a9fc7f555e3 AS webhook
 ARG VERSION=dev
 LABEL org.opencontainers.image.title="bulwark webhook" \
       org.opencontainers.image.source="https://github.com/bulwark-dev/bulwark" \

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/bulwark-dev/bulwark/internal/scanner"
 	"github.com/bulwark-dev/bulwark/internal/wire"
 	"github.com/bulwark-dev/bulwark/pkg/scan/worker"
 )
@@ -38,8 +39,8 @@ func main() {
 	fs.StringVar(&policyFile, "policy", "/etc/bulwark/policy/policy.yaml", "bulwark's policy file (registry egress rules, scan thresholds)")
 	fs.StringVar(&caFile, "registry-ca-file", "", "CA bundle (PEM) trusted for registries, besides the system roots")
 	fs.StringVar(&metricsAddr, "metrics-bind-address", ":9090", "address of /metrics and /healthz; empty: none")
-	fs.StringVar(&c.DBDir, "db-dir", "/var/lib/bulwark/db", "directory holding the grype v6 database (vulnerability.db, import.json)")
-	fs.StringVar(&c.DBUpdateURL, "db-update-url", "", "grype database listing URL checked for newer databases; empty: no updates (air-gapped)")
+	fs.StringVar(&c.DBDir, "db-dir", "/var/lib/bulwark/db", "directory holding the grype v6 database (vulnerability.db, import.json); when it holds none, the newest from --db-update-url is downloaded into it at start")
+	fs.StringVar(&c.DBUpdateURL, "db-update-url", "", "grype database listing URL (grype's format; its host must be on the policy's registry.allow) checked for newer databases; empty: no downloads (air-gapped: put a database in --db-dir)")
 	fs.DurationVar(&c.DBUpdateInterval, "db-update-interval", 6*time.Hour, "how often --db-update-url is checked")
 	fs.IntVar(&c.Concurrency, "concurrency", worker.DefaultConcurrency, "scans run at once")
 	fs.DurationVar(&c.ClaimTTL, "claim-ttl", worker.DefaultClaimTTL, "how long a claim on a scan holds without renewal")
@@ -75,7 +76,7 @@ func run(ctx context.Context, kubeconfig, policyFile, caFile, metricsAddr string
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	done, err := wire.StartScanner(ctx, cfg, p, roots, c, reg, log)
+	done, err := scanner.Start(ctx, cfg, p, roots, c, reg, log)
 	if err != nil {
 		return err
 	}

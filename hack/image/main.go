@@ -1,9 +1,10 @@
-// Command image builds bulwark's container image without a Docker daemon
-// (`make image`): the release binary on a minimal non-root base, written as an
-// OCI image layout holding two images, "base" and "webhook", and optionally
-// pushed to a registry.
+// Command image builds bulwark's container images without a Docker daemon
+// (`make image`): each release binary on a minimal non-root base, written as an
+// OCI image layout holding "base", "webhook" and "scanner", and optionally pushed
+// to a registry as PREFIX/bulwark-base, PREFIX/bulwark-webhook and
+// PREFIX/bulwark-scanner.
 //
-//	image --webhook bin/release/webhook --out bin/image [--base-layout DIR --base-name NAME] [--push REPO]
+//	image --webhook bin/release/webhook --scanner bin/release/scanner --out bin/image [--base-layout DIR --base-name NAME] [--push PREFIX]
 //
 // Without --base-layout the base is built here (internal/image.StaticBase) from
 // this machine's CA bundle, as distroless static:nonroot cannot be pulled
@@ -14,7 +15,9 @@ import (
 	"cmp"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -26,28 +29,31 @@ import (
 	"github.com/bulwark-dev/bulwark/internal/image"
 )
 
-// DefaultRepository is where release images are published.
-const DefaultRepository = "ghcr.io/bulwark-dev/bulwark"
+// DefaultPrefix is where release images are published.
+const DefaultPrefix = "ghcr.io/bulwark-dev"
 
-// baseTag tags the base built here, next to the image.
-const baseTag = "base-static-nonroot"
+// baseTag tags the base built here, in PREFIX/bulwark-base.
+const baseTag = "static-nonroot"
 
 func main() {
 	webhook := flag.String("webhook", "bin/release/webhook", "the webhook binary (static, linux/amd64)")
+	scanner := flag.String("scanner", "bin/release/scanner", "the scanner binary (static, linux/amd64)")
 	out := flag.String("out", "bin/image", "OCI image layout directory to write")
 	caBundle := flag.String("ca-bundle", "/etc/ssl/certs/ca-certificates.crt", "CA bundle for the base built here")
 	baseLayout := flag.String("base-layout", "", "OCI layout holding the base image (e.g. distroless static:nonroot); empty: build one")
-	baseName := flag.String("base-name", "", "with --base-layout: the base's name, recorded in org.opencontainers.image.base.name; without: REPO:"+baseTag)
+	baseName := flag.String("base-name", "", "with --base-layout: the base's name, recorded in org.opencontainers.image.base.name; without: PREFIX/bulwark-base:"+baseTag)
 	version := flag.String("version", "dev", "image version (org.opencontainers.image.version)")
-	push := flag.String("push", "", "also push to REPO (REPO:base and REPO:<version>); registry credentials from the Docker config")
+	push := flag.String("push", "", "also push to PREFIX/bulwark-{base,webhook,scanner}; registry credentials from the Docker config")
 	flag.Parse()
-	if err := run(*webhook, *out, *caBundle, *baseLayout, *baseName, *version, *push); err != nil {
+	binaries := map[string]string{"webhook": *webhook, "scanner": *scanner}
+	if err := run(binaries, *out, *caBundle, *baseLayout, *baseName, *version, *push); err != nil {
 		fmt.Fprintln(os.Stderr, "image:", err)
 		os.Exit(1)
 	}
 }
 
-func run(webhook, out, caBundle, baseLayout, baseName, version, push string) error {
+// run builds one image per binary (component name → path) on the base.
+func run(binaries map[string]string, out, caBundle, baseLayout, baseName, version, push string) error {
 	var base v1.Image
 	if baseLayout != "" {
 		p, err := layout.FromPath(baseLayout)
@@ -69,7 +75,7 @@ func run(webhook, out, caBundle, baseLayout, baseName, version, push string) err
 			return fmt.Errorf("--base-layout needs --base-name")
 		}
 	} else {
-		baseName = cmp.Or(push, DefaultRepository) + ":" + baseTag
+		baseName = cmp.Or(push, DefaultPrefix) + "/bulwark-base:" + baseTag
 		certs, err := os.ReadFile(caBundle)
 		if err != nil {
 			return fmt.Errorf("--ca-bundle: %w", err)
@@ -78,14 +84,18 @@ func run(webhook, out, caBundle, baseLayout, baseName, version, push string) err
 			return err
 		}
 	}
-	img, err := image.Build(image.Options{
-		Base: base, BaseName: baseName,
-		Binaries:   map[string]string{"usr/local/bin/webhook": webhook},
-		Entrypoint: []string{"/usr/local/bin/webhook"},
-		Title:      "bulwark webhook", Version: version, Source: "https://github.com/bulwark-dev/bulwark",
-	})
-	if err != nil {
-		return err
+	images := map[string]v1.Image{"base": base}
+	for component, bin := range binaries {
+		img, err := image.Build(image.Options{
+			Base: base, BaseName: baseName,
+			Binaries:   map[string]string{"usr/local/bin/" + component: bin},
+			Entrypoint: []string{"/usr/local/bin/" + component},
+			Title:      "bulwark " + component, Version: version, Source: "https://github.com/bulwark-dev/bulwark",
+		})
+		if err != nil {
+			return fmt.Errorf("%s image: %w", component, err)
+		}
+		images[component] = img
 	}
 	if err := os.RemoveAll(out); err != nil {
 		return err
@@ -94,26 +104,30 @@ func run(webhook, out, caBundle, baseLayout, baseName, version, push string) err
 	if err != nil {
 		return err
 	}
-	for tag, i := range map[string]v1.Image{"base": base, "webhook": img} {
-		if err := p.AppendImage(i, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": tag})); err != nil {
+	for _, tag := range slices.Sorted(maps.Keys(images)) {
+		if err := p.AppendImage(images[tag], layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": tag})); err != nil {
 			return err
 		}
+		d, _ := images[tag].Digest()
+		fmt.Printf("wrote %s: %s %s\n", out, tag, d)
 	}
-	d, _ := img.Digest()
-	bd, _ := base.Digest()
-	fmt.Printf("wrote %s: webhook %s on base %s@%s\n", out, d, baseName, bd)
 	if push == "" {
 		return nil
 	}
-	repo, err := name.NewRepository(push)
-	if err != nil {
-		return fmt.Errorf("--push: %w", err)
-	}
-	for tag, i := range map[string]v1.Image{baseTag: base, version: img} {
-		if err := remote.Write(repo.Tag(tag), i, remote.WithAuthFromKeychain(authn.DefaultKeychain)); err != nil {
-			return fmt.Errorf("push %s: %w", repo.Tag(tag), err)
+	for _, component := range slices.Sorted(maps.Keys(images)) {
+		tag := version
+		if component == "base" {
+			tag = baseTag
 		}
+		ref, err := name.NewTag(push + "/bulwark-" + component + ":" + tag)
+		if err != nil {
+			return fmt.Errorf("--push: %w", err)
+		}
+		if err := remote.Write(ref, images[component], remote.WithAuthFromKeychain(authn.DefaultKeychain)); err != nil {
+			return fmt.Errorf("push %s: %w", ref, err)
+		}
+		d, _ := images[component].Digest()
+		fmt.Printf("pushed %s@%s\n", ref, d)
 	}
-	fmt.Printf("pushed %s:%s@%s\n", repo, version, d)
 	return nil
 }

@@ -34,6 +34,9 @@ const (
 	minGrantKeyBytes = 32
 )
 
+// errNoEmbeddedScanner refuses --scanner-db-dir in a build without the scanner.
+var errNoEmbeddedScanner = errors.New("this webhook was built without the embedded scanner (-tags noscanner, as the release image is): run the scanner Deployment (cmd/scanner), or use a build without that tag")
+
 // Options are the webhook's command-line flags.
 type Options struct {
 	BindAddress     string
@@ -178,7 +181,9 @@ func (o *Options) Config() (*Config, error) {
 		errs = append(errs, fmt.Errorf("--registry-ca-file: %w", err))
 	}
 	if o.Scanner.DBDir != "" {
-		if _, err := os.Stat(o.Scanner.DBDir); err != nil {
+		if !embeddedScanner {
+			errs = append(errs, fmt.Errorf("--scanner-db-dir: %w", errNoEmbeddedScanner))
+		} else if _, err := os.Stat(o.Scanner.DBDir); err != nil {
 			errs = append(errs, fmt.Errorf("--scanner-db-dir: %w", err))
 		}
 	}

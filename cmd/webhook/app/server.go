@@ -24,7 +24,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/bulwark-dev/bulwark/internal/wire"
 	"github.com/bulwark-dev/bulwark/pkg/admission"
 	"github.com/bulwark-dev/bulwark/pkg/kube"
 	"github.com/bulwark-dev/bulwark/pkg/policy"
@@ -127,7 +126,7 @@ func Run(ctx context.Context, cfg *Config, ready chan<- net.Addr) error {
 		synced = func() bool { return lookupSynced() && scans.HasSynced(ctx) }
 		if cfg.Scanner.DBDir != "" {
 			scanCtx, stopScanner := context.WithCancel(ctx)
-			done, err := wire.StartScanner(scanCtx, cfg.Kube, cfg.Policy, cfg.RegistryCAs, cfg.Scanner, reg, log.WithName("scanner"))
+			done, err := startEmbeddedScanner(scanCtx, cfg, reg, log.WithName("scanner"))
 			if err != nil {
 				stopScanner()
 				return fmt.Errorf("embedded scanner: %w", err)

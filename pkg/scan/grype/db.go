@@ -1,6 +1,7 @@
 package grype
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -81,6 +82,44 @@ type dbHandle struct {
 // vulnerability.db is checked against the digest import.json records, once.
 // It never downloads anything.
 func OpenDB(dir string, o DBOptions) (*DB, error) {
+	d, err := newDB(o)
+	if err != nil {
+		return nil, err
+	}
+	h, err := openVerified(dir)
+	if err != nil {
+		return nil, err
+	}
+	d.install(h)
+	return d, nil
+}
+
+// FetchDB downloads the newest database the listing offers into a new directory
+// under o.WorkDir, checked as Update checks it, and opens it: how a scanner with
+// an empty database directory starts. It needs o.HTTPClient.
+func FetchDB(ctx context.Context, o DBOptions) (*DB, error) {
+	d, err := newDB(o)
+	if err != nil {
+		return nil, err
+	}
+	if d.opts.HTTPClient == nil {
+		return nil, errors.New("fetch vulnerability DB: no HTTP client configured")
+	}
+	listingURL := latestURL(d.opts.ListingURL)
+	latest, err := d.fetchListing(ctx, listingURL)
+	if err == nil {
+		var h *dbHandle
+		if h, err = d.fetch(ctx, listingURL, latest); err == nil {
+			d.install(h)
+			d.opts.Log.Info("Vulnerability DB fetched", "built", h.built, "from", listingURL)
+			return d, nil
+		}
+	}
+	return nil, fmt.Errorf("fetch vulnerability DB from %s: %w", listingURL, err)
+}
+
+// newDB applies o's defaults and registers the DB's metric.
+func newDB(o DBOptions) (*DB, error) {
 	if o.ListingURL == "" {
 		o.ListingURL = DefaultListingURL
 	}
@@ -107,11 +146,6 @@ func OpenDB(dir string, o DBOptions) (*DB, error) {
 			return nil, err
 		}
 	}
-	h, err := openVerified(dir)
-	if err != nil {
-		return nil, err
-	}
-	d.install(h)
 	return d, nil
 }
 

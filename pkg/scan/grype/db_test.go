@@ -224,3 +224,53 @@ func TestScanAfterClose(t *testing.T) {
 		t.Errorf("Scan after Close: %v, want an error", err)
 	}
 }
+
+// TestFetchDB: a scanner whose database directory is empty starts from the
+// listing: the newest database is downloaded, checked and opened; a listing
+// whose archive fails its checksum, or no HTTP client, leaves no database.
+func TestFetchDB(t *testing.T) {
+	root := t.TempDir()
+	srv := httptest.NewServer(http.FileServer(http.Dir(root)))
+	t.Cleanup(srv.Close)
+	built := time.Now().UTC().Truncate(time.Second).Add(-time.Hour)
+	src := t.TempDir()
+	vulndb.WriteBuilt(t, src, built, criticalApk)
+	archive := vulndb.Publish(t, src, root)
+
+	if _, err := grype.FetchDB(t.Context(), grype.DBOptions{ListingURL: srv.URL, WorkDir: t.TempDir()}); err == nil {
+		t.Error("FetchDB() without an HTTP client succeeded")
+	}
+
+	work := t.TempDir()
+	db, err := grype.FetchDB(t.Context(), grype.DBOptions{ListingURL: srv.URL, HTTPClient: srv.Client(), WorkDir: work})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !db.Built().Equal(built) {
+		t.Errorf("Built() = %s, want %s", db.Built(), built)
+	}
+	e := newEnv(t, src, grype.DBOptions{})
+	sc, err := grype.New(grype.Options{DB: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	image := e.reg.Push(t, "app", "", vulndb.Alpine(t, vulndb.AMD64, "3.20.3", alpinePkgs...))
+	r, err := sc.Scan(t.Context(), e.request(t, image))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Findings) != 1 {
+		t.Errorf("%d findings with the fetched database, want 1", len(r.Findings))
+	}
+	db.Close()
+
+	// The archive swapped for another valid one: its checksum no longer matches.
+	other := t.TempDir()
+	vulndb.WriteBuilt(t, other, built.Add(time.Minute))
+	if err := os.Rename(vulndb.Publish(t, other, t.TempDir()), archive); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := grype.FetchDB(t.Context(), grype.DBOptions{ListingURL: srv.URL, HTTPClient: srv.Client(), WorkDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "checksum") {
+		t.Errorf("FetchDB() of a substituted archive: %v, want a checksum error", err)
+	}
+}
