@@ -75,7 +75,7 @@ func TestTrust(t *testing.T) {
 		{Name: "everything", Images: []string{"**"}, Authorities: []verify.Authority{release}},
 	}
 	p.Checks.BaseImage.Enabled = true
-	p.Checks.BaseImage.Approved = []string{"gcr.io/distroless/**"}
+	p.Checks.BaseImage.Approved = []string{"gcr.io/distroless/**", ownBase}
 	p.Registry.Allow = []string{te.reg.Host, te.private.Host, te.evil.Host}
 	p.Registry.AllowAddresses = []string{"127.0.0.1"}
 	if errs := p.Validate(); len(errs) > 0 {
@@ -115,6 +115,7 @@ func TestTrust(t *testing.T) {
 	t.Run("registry down", te.testRegistryDown)
 	t.Run("ssrf", te.testSSRF)
 	t.Run("coalesced", te.testCoalesced)
+	t.Run("own image", te.testOwnImage)
 }
 
 // trustNamespace creates a namespace under the trust webhook.

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/x509"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -60,7 +61,9 @@ func TestVulnerabilities(t *testing.T) {
 	ve := &vulnEnv{reg: oci.NewRegistry(t), label: map[string]string{"bulwark.dev/e2e-vuln": "true"}}
 	dir := t.TempDir()
 	ve.db = filepath.Join(dir, "db")
-	built := vulndb.Write(t, ve.db, testVulns...)
+	// Three days old: under the default maxDBAge (5 days), over a stricter one.
+	built := time.Now().UTC().Truncate(time.Second).Add(-72 * time.Hour)
+	vulndb.WriteBuilt(t, ve.db, built, testVulns...)
 	// The scanner checks a listing (grype's distribution format) for newer
 	// databases; it starts with the same one.
 	listing := filepath.Join(dir, "listing")
@@ -110,6 +113,7 @@ func TestVulnerabilities(t *testing.T) {
 	t.Run("ignore rules and threshold", ve.testIgnoreAndThreshold)
 	t.Run("scan slower than the budget", ve.testPending)
 	t.Run("one scan for concurrent admissions and replicas", func(t *testing.T) { ve.testOneScan(t, &p, roots) })
+	t.Run("database older than maxDBAge", func(t *testing.T) { ve.testStaleDatabase(t, &p, roots) })
 	t.Run("worker killed mid-scan", func(t *testing.T) { ve.testClaimExpiry(t, killedScan, claimLapses) })
 	t.Run("scan limits", ve.testLimits)
 	// Last: a newer database rescans every image.
@@ -286,6 +290,40 @@ func (ve *vulnEnv) testOneScan(t *testing.T, p *policy.Policy, roots *x509.CertP
 	}
 }
 
+// testStaleDatabase: a webhook whose policy trusts databases for 48 hours
+// decides a digest scanned with the three-day-old database by staleDB (deny),
+// saying how old the database is; the first webhook (default 120 hours) admits it.
+func (ve *vulnEnv) testStaleDatabase(t *testing.T, p *policy.Policy, roots *x509.CertPool) {
+	ns := labeledNamespace(t, ve.label)
+	d := ve.push(t, "stale/app", vulndb.Alpine(t, vulndb.AMD64, "3.20.3", vulndb.Package{Name: "musl", Version: "1.2.5-r0"}))
+	if _, err := createPod(t, ns, "fresh-enough", d.String()); err != nil {
+		t.Fatalf("under the default maxDBAge: %v", err)
+	}
+	strict := *p
+	strict.Checks.Vulnerabilities.MaxDBAge = metav1.Duration{Duration: 48 * time.Hour}
+	strict.Checks.Vulnerabilities.StaleDB = policy.OutcomeDeny
+	label := map[string]string{"bulwark.dev/e2e-vuln-stale": "true"}
+	w, err := startWebhook(t.Context(), filepath.Join(t.TempDir(), "webhook"), env.cluster, &strict, func(c *app.Config) {
+		c.RegistryCAs = roots
+		c.ShutdownTimeout = 10 * time.Second
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := w.Stop(); err != nil {
+			t.Errorf("strict webhook: %v", err)
+		}
+	}()
+	if err := env.cluster.InstallWebhookAs(t.Context(), webhookManifest, w.URL, env.cluster.CA.CertPEM, "bulwark-vuln-stale", label); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = env.cluster.UninstallWebhook(context.Background(), "bulwark-vuln-stale") }()
+	_, err = createPod(t, labeledNamespace(t, label), "stale", d.String())
+	wantDenied(t, err, "vulnerability database too old (check vulnerabilities)", d.String(),
+		"built 72h0m0s ago, more than checks.vulnerabilities.maxDBAge 48h0m0s")
+}
+
 // blockingScanner never finishes a scan: the worker running it is killed
 // mid-scan.
 type blockingScanner struct{ started chan struct{} }
@@ -367,11 +405,50 @@ func (ve *vulnEnv) testNewDatabase(t *testing.T) {
 	if _, err := createPod(t, ns, "running", d.String()); err != nil {
 		t.Fatalf("clean under the first database: %v", err)
 	}
+	// Admissions go on while the scanner swaps the database: a digest scanned
+	// before, and new digests scanned around the swap. None may fail.
+	clean := ve.push(t, "swap/app", vulndb.Alpine(t, vulndb.AMD64, "3.20.3"))
+	if _, err := createPod(t, ns, "swap-warm", clean.String()); err != nil {
+		t.Fatalf("clean image: %v", err)
+	}
+	var fresh []name.Digest
+	for i := range 6 {
+		fresh = append(fresh, ve.push(t, "swap/app", vulndb.Alpine(t, vulndb.AMD64, "3.20.3", vulndb.Package{Name: "swap-app", Version: fmt.Sprintf("1.0.%d-r0", i)})))
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	var admitted atomic.Int64
+	var failures []error
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			image := clean
+			if i%4 == 3 && len(fresh) > 0 {
+				image, fresh = fresh[0], fresh[1:]
+			}
+			pod := podOf(fmt.Sprintf("swap-%d", i), ctr("app", image.String()))
+			if _, err := env.admin.CoreV1().Pods(ns).Create(context.WithoutCancel(t.Context()), pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+				failures = append(failures, err)
+			} else {
+				admitted.Add(1)
+			}
+		}
+	}()
 	newer := filepath.Join(t.TempDir(), "db")
 	vulndb.WriteBuilt(t, newer, ve.built.Add(time.Hour), append(testVulns, vulndb.Vuln{ID: "CVE-2026-0009", Severity: "critical",
 		Ecosystem: "apk", Distro: "alpine", Version: "3.20", Package: "xz-libs", Constraint: "< 5.6.2-r0", FixedIn: "5.6.2-r0"})...)
 	vulndb.Publish(t, newer, ve.listing)
 	waitForNote(t, ns, "running", "ImageVulnerable", "CVE-2026-0009")
+	close(stop)
+	<-done
+	if len(failures) > 0 || admitted.Load() < 10 {
+		t.Errorf("admissions during the database swap: %d admitted, %d failed (want at least 10, 0): %v", admitted.Load(), len(failures), failures)
+	}
+	t.Logf("admissions during the database swap: %d admitted, 0 failed", admitted.Load())
 	is := ve.waitForScan(t, d, v1alpha1.ScanComplete)
 	if is.Status.Counts.Critical != 1 || !is.Status.DBBuilt.Equal(&metav1.Time{Time: ve.built.Add(time.Hour)}) {
 		t.Errorf("ImageScan after the new database: critical %d, database %v; want 1, %v", is.Status.Counts.Critical, is.Status.DBBuilt, ve.built.Add(time.Hour))
