@@ -40,8 +40,8 @@ machine | tee "$out/machine.txt"
 log "1/3 Go benchmarks (count $BENCH_COUNT)"
 go test -run '^$' -bench . -benchmem -count "$BENCH_COUNT" ./pkg/... | tee "$out/go-bench.txt"
 
-log "building bin/loadtest, bin/webhook and bin/bulwark"
-CGO_ENABLED=0 go build -trimpath -o bin/ ./cmd/loadtest ./cmd/webhook ./cmd/bulwark
+log "building bin/loadtest, bin/webhook (as released: -tags noscanner) and bin/bulwark"
+CGO_ENABLED=0 go build -tags noscanner -trimpath -o bin/ ./cmd/loadtest ./cmd/webhook ./cmd/bulwark
 
 log "2/3 reviews against the webhook on one core"
 if ! command -v taskset >/dev/null; then

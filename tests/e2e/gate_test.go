@@ -335,7 +335,7 @@ func TestExcludedNamespaces(t *testing.T) {
 	}
 }
 
-func waitForDefaultServiceAccount(t *testing.T, ns string) {
+func waitForDefaultServiceAccount(t testing.TB, ns string) {
 	t.Helper()
 	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		_, err := env.admin.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})

@@ -28,7 +28,7 @@ var nsCount struct {
 }
 
 // namespace creates a fresh namespace that Dev may work in.
-func namespace(t *testing.T) string {
+func namespace(t testing.TB) string {
 	t.Helper()
 	nsCount.Lock()
 	nsCount.n++

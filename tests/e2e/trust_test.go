@@ -126,7 +126,7 @@ func trustNamespace(t *testing.T) string {
 
 // labeledNamespace creates a fresh namespace (as namespace does) carrying
 // labels, which put it under a second webhook's configuration.
-func labeledNamespace(t *testing.T, labels map[string]string) string {
+func labeledNamespace(t testing.TB, labels map[string]string) string {
 	t.Helper()
 	ns := namespace(t)
 	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": labels}})
