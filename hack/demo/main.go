@@ -75,7 +75,10 @@ func main() {
 		err = down()
 	case "registry":
 		// Started by up in its own process; serves until terminated.
-		err = serveRegistry(ctx)
+		fs := flag.NewFlagSet("registry", flag.ExitOnError)
+		webhook := fs.String("webhook", "bin/webhook", "bulwark's webhook binary, pushed as demo/bulwark-webhook:dev")
+		_ = fs.Parse(os.Args[2:])
+		err = serveRegistry(ctx, *webhook)
 	default:
 		usage()
 	}
@@ -173,7 +176,7 @@ func start(ctx context.Context, assets, webhookBin string) error {
 	fmt.Printf("    ImageScan CRD installed from %s\n", cluster.CRDFile)
 
 	section("Registry")
-	reg, pid, err := startRegistry(ctx)
+	reg, pid, err := startRegistry(ctx, webhookBin)
 	if pid != 0 {
 		self, _ := os.Executable()
 		// Recorded at once, so that a failure from here on still stops it.
@@ -185,7 +188,8 @@ func start(ctx context.Context, assets, webhookBin string) error {
 		return err
 	}
 	fmt.Printf("    OCI registry over TLS at %s (pid %d, log %s): demo/signed:1.0 is signed with a\n", reg.Host, pid, registryLog)
-	fmt.Println("    key made for this demo (as `cosign sign --key` does), demo/unsigned:1.0 is not")
+	fmt.Println("    key made for this demo (as `cosign sign --key` does), demo/unsigned:1.0 is not;")
+	fmt.Println("    demo/bulwark-webhook:dev is bulwark's own image, built from the webhook binary and signed")
 	if err := writeDemoPolicy(reg); err != nil {
 		return err
 	}

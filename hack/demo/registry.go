@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -20,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/bulwark-dev/bulwark/api/v1alpha1"
+	"github.com/bulwark-dev/bulwark/internal/image"
 	"github.com/bulwark-dev/bulwark/tests/oci"
 	"github.com/bulwark-dev/bulwark/tests/vulndb"
 )
@@ -43,6 +46,7 @@ type registryState struct {
 	Signed     string `json:"signed"`
 	Unsigned   string `json:"unsigned"`
 	Vulnerable string `json:"vulnerable"`
+	Self       string `json:"self"`
 	PublicKey  string `json:"publicKey"`
 }
 
@@ -65,9 +69,11 @@ func fail(msg string) {
 }
 
 // serveRegistry runs the demo registry until ctx ends: it pushes demo/signed:1.0
-// (signed with a key generated here, as `cosign sign --key` does) and
-// demo/unsigned:1.0, then writes registryInfo and the CA certificate.
-func serveRegistry(ctx context.Context) error {
+// (signed with a key generated here, as `cosign sign --key` does),
+// demo/unsigned:1.0, demo/vulnerable:1.0 and bulwark's own webhook image built
+// from webhookBin as `make image` builds it (signed), then writes registryInfo
+// and the CA certificate.
+func serveRegistry(ctx context.Context, webhookBin string) error {
 	t := &fatalT{}
 	defer func() {
 		for i := len(t.cleanups) - 1; i >= 0; i-- {
@@ -84,6 +90,13 @@ func serveRegistry(ctx context.Context) error {
 	// Signed, but with a package the demo database knows a Critical CVE of.
 	vulnerable := reg.Push(t, "demo/vulnerable", "1.0", vulndb.Alpine(t, vulndb.AMD64, "3.20.3", vulndb.Package{Name: "openssl", Version: "3.3.1-r0"}))
 	reg.Sign(t, vulnerable, key)
+	// bulwark's own image: the webhook binary on the non-root base, without Docker.
+	self, err := selfImage(webhookBin)
+	if err != nil {
+		return err
+	}
+	selfDigest := reg.Push(t, "demo/bulwark-webhook", "dev", self)
+	reg.Sign(t, selfDigest, key)
 	if err := os.MkdirAll(registryDir, 0o700); err != nil {
 		return err
 	}
@@ -92,7 +105,7 @@ func serveRegistry(ctx context.Context) error {
 	if err := os.WriteFile(registryCAFile, reg.CAPEM, 0o600); err != nil {
 		return err
 	}
-	info, _ := json.MarshalIndent(registryState{Host: reg.Host, Signed: signed.String(), Unsigned: unsigned.String(), Vulnerable: vulnerable.String(), PublicKey: key.PublicPEM}, "", "  ")
+	info, _ := json.MarshalIndent(registryState{Host: reg.Host, Signed: signed.String(), Unsigned: unsigned.String(), Vulnerable: vulnerable.String(), Self: selfDigest.String(), PublicKey: key.PublicPEM}, "", "  ")
 	if err := os.WriteFile(registryInfo, append(info, '\n'), 0o600); err != nil {
 		return err
 	}
@@ -101,9 +114,29 @@ func serveRegistry(ctx context.Context) error {
 	return nil
 }
 
+// selfImage builds bulwark's webhook image from bin, as hack/image does for
+// `make image`: the binary on internal/image's non-root base, with the OCI
+// annotations that name the base by digest.
+func selfImage(bin string) (v1.Image, error) {
+	certs, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	base, err := image.StaticBase(certs)
+	if err != nil {
+		return nil, err
+	}
+	return image.Build(image.Options{
+		Base: base, BaseName: "ghcr.io/bulwark-dev/bulwark-base:static-nonroot",
+		Binaries:   map[string]string{"usr/local/bin/webhook": bin},
+		Entrypoint: []string{"/usr/local/bin/webhook"},
+		Title:      "bulwark webhook", Version: "demo", Source: "https://github.com/bulwark-dev/bulwark",
+	})
+}
+
 // startRegistry starts `demo registry` in its own session and waits until it has
 // written registryInfo.
-func startRegistry(ctx context.Context) (*registryState, int, error) {
+func startRegistry(ctx context.Context, webhookBin string) (*registryState, int, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, 0, err
@@ -113,7 +146,7 @@ func startRegistry(ctx context.Context) (*registryState, int, error) {
 		return nil, 0, err
 	}
 	defer logFile.Close()
-	cmd := exec.Command(self, "registry")
+	cmd := exec.Command(self, "registry", "--webhook", webhookBin)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -221,6 +254,18 @@ spec:
     - name: app
       image: %s
 `, reg.Vulnerable)
+	samples["11-pod-bulwark-itself.yaml"] = fmt.Sprintf(`# Admitted: bulwark's own webhook image — built from bin/webhook without a Docker daemon
+# (internal/image, as `+"`make image`"+` does), pushed to the demo registry and signed with the
+# demo key — passes bulwark's digest, signature and vulnerability checks.
+apiVersion: v1
+kind: Pod
+metadata:
+  name: bulwark-itself
+spec:
+  containers:
+    - name: webhook
+      image: %s
+`, reg.Self)
 	for name, body := range samples {
 		if err := os.WriteFile(filepath.Join(demoSamplesDir, name), []byte(body), 0o600); err != nil {
 			return err
@@ -247,7 +292,7 @@ func warmScans(ctx context.Context, cfg *rest.Config, reg *registryState) error 
 		return err
 	}
 	var names []string
-	for _, img := range []string{reg.Signed, reg.Unsigned, reg.Vulnerable} {
+	for _, img := range []string{reg.Signed, reg.Unsigned, reg.Vulnerable, reg.Self} {
 		d, err := name.NewDigest(img)
 		if err != nil {
 			return err
