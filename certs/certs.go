@@ -1,6 +1,9 @@
-// Package certs creates the development CA and serving certificates used by the
-// local control plane, the demo and the tests. In a cluster, certificates come
-// from the deployment's certificate management instead.
+// Package certs makes CAs and certificates: the development CA and serving
+// certificates of the local control plane, the demo and the tests, and the
+// webhook's self-managed certificates in a cluster (Parse and Plan: what a
+// certificate Secret must hold, and when it is rotated). It is pure apart from
+// reading randomness and writing files: no API access; Parse and Plan take the
+// time as an input.
 package certs
 
 import (
@@ -27,15 +30,18 @@ type CA struct {
 
 // NewCA creates a self-signed CA valid for validity from now.
 func NewCA(commonName string, validity time.Duration) (*CA, error) {
+	return newCA(commonName, time.Now(), validity)
+}
+
+func newCA(commonName string, now time.Time, validity time.Duration) (*CA, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generate CA key: %w", err)
 	}
-	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: commonName},
-		NotBefore:             now.Add(-time.Minute),
+		NotBefore:             now.Add(-Backdate),
 		NotAfter:              now.Add(validity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
@@ -60,12 +66,16 @@ type KeyPair struct {
 
 // IssueServing issues a serving certificate for the given DNS names and IPs.
 func (ca *CA) IssueServing(commonName string, dnsNames []string, ips []net.IP, validity time.Duration) (*KeyPair, error) {
-	return ca.issue(&x509.Certificate{
+	return ca.issue(servingTemplate(commonName, dnsNames, ips), validity)
+}
+
+func servingTemplate(commonName string, dnsNames []string, ips []net.IP) *x509.Certificate {
+	return &x509.Certificate{
 		Subject:     pkix.Name{CommonName: commonName},
 		DNSNames:    dnsNames,
 		IPAddresses: ips,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}, validity)
+	}
 }
 
 // IssueClient issues a client certificate for user in groups (Kubernetes reads the
@@ -78,14 +88,19 @@ func (ca *CA) IssueClient(user string, groups []string, validity time.Duration) 
 }
 
 func (ca *CA) issue(tmpl *x509.Certificate, validity time.Duration) (*KeyPair, error) {
+	now := time.Now()
+	return ca.issueUntil(tmpl, now, now.Add(validity))
+}
+
+// issueUntil issues tmpl at now (NotBefore Backdate earlier), valid until notAfter.
+func (ca *CA) issueUntil(tmpl *x509.Certificate, now, notAfter time.Time) (*KeyPair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generate key: %w", err)
 	}
-	now := time.Now()
 	tmpl.SerialNumber = serial()
-	tmpl.NotBefore = now.Add(-time.Minute)
-	tmpl.NotAfter = now.Add(validity)
+	tmpl.NotBefore = now.Add(-Backdate)
+	tmpl.NotAfter = notAfter
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
 	if err != nil {

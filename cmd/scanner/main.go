@@ -26,6 +26,7 @@ import (
 
 	"github.com/bulwark-dev/bulwark/internal/scanner"
 	"github.com/bulwark-dev/bulwark/internal/wire"
+	"github.com/bulwark-dev/bulwark/pkg/scan"
 	"github.com/bulwark-dev/bulwark/pkg/scan/worker"
 )
 
@@ -43,6 +44,13 @@ func main() {
 	fs.StringVar(&c.DBUpdateURL, "db-update-url", "", "grype database listing URL (grype's format; its host must be on the policy's registry.allow) checked for newer databases; empty: no downloads (air-gapped: put a database in --db-dir)")
 	fs.DurationVar(&c.DBUpdateInterval, "db-update-interval", 6*time.Hour, "how often --db-update-url is checked")
 	fs.IntVar(&c.Concurrency, "concurrency", worker.DefaultConcurrency, "scans run at once")
+	// Per-scan limits: a scan past one fails "exceeds scan limits" and the image is
+	// denied. Size the scanner's /tmp volume for concurrency × uncompressed bytes.
+	fs.Int64Var(&c.Limits.MaxCompressedBytes, "max-compressed-bytes", scan.DefaultMaxCompressedBytes, "per scan: layer and config bytes the manifest may declare")
+	fs.Int64Var(&c.Limits.MaxUncompressedBytes, "max-uncompressed-bytes", scan.DefaultMaxUncompressedBytes, "per scan: bytes of all layers once decompressed")
+	fs.IntVar(&c.Limits.MaxFiles, "max-files", scan.DefaultMaxFiles, "per scan: files in all layers")
+	fs.IntVar(&c.Limits.MaxLayers, "max-layers", scan.DefaultMaxLayers, "per scan: layers of the manifest")
+	fs.DurationVar(&c.Limits.MaxDuration, "max-scan-duration", scan.DefaultMaxDuration, "per scan: wall time")
 	fs.DurationVar(&c.ClaimTTL, "claim-ttl", worker.DefaultClaimTTL, "how long a claim on a scan holds without renewal")
 	fs.StringVar(&c.ID, "id", "", "this worker's name in claims; default: host name and a random suffix")
 	_ = fs.Parse(os.Args[1:])

@@ -39,6 +39,8 @@ func Start(ctx context.Context, kube *rest.Config, p *policy.Policy, roots *x509
 	}
 	dbo := grype.DBOptions{Metrics: metrics, Log: log.WithName("db")}
 	if c.DBUpdateURL != "" {
+		// Downloads go next to the database, on the volume sized for it.
+		dbo.WorkDir = c.DBDir
 		dbo.ListingURL = c.DBUpdateURL
 		dbo.HTTPClient = &http.Client{Transport: rc.Transport(), Timeout: 10 * time.Minute}
 	}
@@ -91,7 +93,6 @@ func Start(ctx context.Context, kube *rest.Config, p *policy.Policy, roots *x509
 // scans wait for it.
 func openDB(ctx context.Context, c wire.ScannerConfig, o grype.DBOptions) (*grype.DB, error) {
 	if _, err := os.Stat(filepath.Join(c.DBDir, "import.json")); errors.Is(err, fs.ErrNotExist) && c.DBUpdateURL != "" {
-		o.WorkDir = c.DBDir
 		db, err := grype.FetchDB(ctx, o)
 		if err != nil {
 			return nil, fmt.Errorf("vulnerability database: %s holds none, and %w", c.DBDir, err)

@@ -77,6 +77,9 @@ func (c *Cluster) bootstrap(ctx context.Context) error {
 	if err := c.applyBulwarkRBAC(ctx, cs); err != nil {
 		return err
 	}
+	if err := c.applyBulwarkCertsRBAC(ctx, cs); err != nil {
+		return err
+	}
 	// "admin" is an aggregated role: the controller manager fills in its rules
 	// shortly after start. Operators cannot work before.
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
@@ -89,11 +92,13 @@ func (c *Cluster) bootstrap(ctx context.Context) error {
 	return c.CreateDevNamespace(ctx, DevNamespace)
 }
 
-// BulwarkRBACFile is the webhook's ClusterRole, relative to the repository root.
+// BulwarkRBACFile holds the webhook's and the scanner's ClusterRoles, relative to
+// the repository root.
 const BulwarkRBACFile = "deploy/base/rbac.yaml"
 
-// applyBulwarkRBAC binds the Bulwark user to the shipped ClusterRole, so tests run
-// the webhook with exactly the rights a deployment gives it.
+// applyBulwarkRBAC binds the Bulwark user to every ClusterRole of BulwarkRBACFile,
+// so tests run with the rights a deployment gives the webhook and the scanner: the
+// tests run the webhook with the scanner inside it, and workers as that user.
 func (c *Cluster) applyBulwarkRBAC(ctx context.Context, cs kubernetes.Interface) error {
 	data, err := os.ReadFile(filepath.Join(repoRoot(), BulwarkRBACFile))
 	if err != nil {

@@ -12,9 +12,12 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/bulwark-dev/bulwark/certs"
+	"github.com/bulwark-dev/bulwark/internal/certrotate"
 	"github.com/bulwark-dev/bulwark/internal/wire"
 	"github.com/bulwark-dev/bulwark/pkg/policy"
 )
@@ -30,8 +33,17 @@ const (
 	DefaultEventQueueSize  = 1000
 	DefaultNamespace       = "bulwark-system"
 
+	// Self-managed certificates (--cert-secret).
+	DefaultCertService       = "bulwark-webhook"
+	DefaultCertValidity      = 90 * 24 * time.Hour
+	DefaultCAValidity        = 10 * 365 * 24 * time.Hour
+	DefaultWebhookConfigName = "bulwark"
+
 	// minGrantKeyBytes is the shortest accepted HMAC key for exemption grants.
 	minGrantKeyBytes = 32
+	// minCertValidity leaves the third of a serving certificate's lifetime in
+	// which it is renewed well above certrotate.DefaultPropagation.
+	minCertValidity = 10 * time.Minute
 )
 
 // errNoEmbeddedScanner refuses --scanner-db-dir in a build without the scanner.
@@ -54,6 +66,17 @@ type Options struct {
 	RegistryCAFile  string
 	Namespace       string
 	Scanner         ScannerOptions
+	Certs           CertOptions
+}
+
+// CertOptions are the flags of self-managed certificates.
+type CertOptions struct {
+	Secret            string
+	Service           string
+	Hosts             []string
+	CertValidity      time.Duration
+	CAValidity        time.Duration
+	WebhookConfigName string
 }
 
 // ScannerOptions are the flags of the embedded scanner.
@@ -75,6 +98,8 @@ func NewOptions() *Options {
 		ShutdownTimeout: DefaultShutdownTimeout,
 		EventQueueSize:  DefaultEventQueueSize,
 		Namespace:       cmp.Or(os.Getenv("POD_NAMESPACE"), DefaultNamespace),
+		Certs: CertOptions{Service: DefaultCertService, CertValidity: DefaultCertValidity,
+			CAValidity: DefaultCAValidity, WebhookConfigName: DefaultWebhookConfigName},
 	}
 }
 
@@ -98,6 +123,12 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.Scanner.DBUpdateInterval, "scanner-db-update-interval", 6*time.Hour, "how often --scanner-db-update-url is checked")
 	fs.IntVar(&o.Scanner.Concurrency, "scanner-concurrency", 1, "scans the embedded scanner runs at once")
 	fs.IntVar(&o.EventQueueSize, "event-queue-size", o.EventQueueSize, "Events waiting to be sent; more are dropped and counted in bulwark_events_dropped_total")
+	fs.StringVar(&o.Certs.Secret, "cert-secret", o.Certs.Secret, "self-managed certificates: the Secret in --namespace holding ca.crt, ca.key, tls.crt and tls.key, created and rotated by the webhook (one replica, elected with the Lease "+certrotate.DefaultLeaseName+"), which also sets the caBundle of its webhook configurations; --tls-cert-file and --tls-key-file are then not read (docs/certificates.md)")
+	fs.StringVar(&o.Certs.Service, "cert-service", o.Certs.Service, "with --cert-secret: the Service the API server calls; the serving certificate is for NAME.NAMESPACE.svc, NAME.NAMESPACE.svc.cluster.local, NAME.NAMESPACE and NAME")
+	fs.StringSliceVar(&o.Certs.Hosts, "cert-hosts", o.Certs.Hosts, "with --cert-secret: more names of the serving certificate, DNS names or IP addresses (repeatable)")
+	fs.DurationVar(&o.Certs.CertValidity, "cert-validity", o.Certs.CertValidity, "with --cert-secret: lifetime of the serving certificate; renewed when a third of it remains")
+	fs.DurationVar(&o.Certs.CAValidity, "ca-validity", o.Certs.CAValidity, "with --cert-secret: lifetime of the CA; renewed when a third of it remains, the old CA staying trusted until the certificate it signed is replaced")
+	fs.StringVar(&o.Certs.WebhookConfigName, "webhook-config-name", o.Certs.WebhookConfigName, "with --cert-secret: the MutatingWebhookConfiguration and ValidatingWebhookConfiguration whose webhooks get the CA bundle")
 }
 
 // Config is validated configuration, ready for Run.
@@ -124,6 +155,10 @@ type Config struct {
 	Namespace string
 	// Scanner, when DBDir is set, runs a scan worker in the webhook process.
 	Scanner wire.ScannerConfig
+	// SelfManaged, when set, makes the serving certificate come from a Secret the
+	// webhook maintains itself; CertFile and KeyFile are then not used. It needs
+	// Kube.
+	SelfManaged *certrotate.Config
 }
 
 // Config validates o, loads the policy and returns the configuration. Every error
@@ -133,7 +168,12 @@ func (o *Options) Config() (*Config, error) {
 	if _, _, err := net.SplitHostPort(o.BindAddress); err != nil {
 		errs = append(errs, fmt.Errorf("--bind-address: %w", err))
 	}
+	selfManaged, certErrs := o.Certs.config(o.Namespace)
+	errs = append(errs, certErrs...)
 	for flag, path := range map[string]string{"--tls-cert-file": o.CertFile, "--tls-key-file": o.KeyFile} {
+		if selfManaged != nil {
+			break // not read
+		}
 		if _, err := os.Stat(path); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", flag, err))
 		}
@@ -154,6 +194,8 @@ func (o *Options) Config() (*Config, error) {
 	kube, err := kubeConfig(o.Kubeconfig)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("--kubeconfig: %w", err))
+	} else if kube == nil && selfManaged != nil {
+		errs = append(errs, errors.New("--cert-secret: self-managed certificates need API access (--kubeconfig or in-cluster)"))
 	}
 	var key []byte
 	if o.GrantKeyFile != "" {
@@ -202,6 +244,7 @@ func (o *Options) Config() (*Config, error) {
 		RegistryCAs:     registryCAs,
 		Scanner: wire.ScannerConfig{DBDir: o.Scanner.DBDir, DBUpdateURL: o.Scanner.DBUpdateURL,
 			DBUpdateInterval: o.Scanner.DBUpdateInterval, Concurrency: o.Scanner.Concurrency},
+		SelfManaged:     selfManaged,
 		Namespace:       o.Namespace,
 		BindAddress:     o.BindAddress,
 		CertFile:        o.CertFile,
@@ -227,4 +270,49 @@ func kubeConfig(path string) (*rest.Config, error) {
 		return nil, nil
 	}
 	return cfg, err
+}
+
+// config returns the self-managed certificates' configuration, or nil without
+// --cert-secret.
+func (o *CertOptions) config(namespace string) (*certrotate.Config, []error) {
+	if o.Secret == "" {
+		return nil, nil
+	}
+	var errs []error
+	for _, n := range []struct{ flag, name string }{{"--cert-secret", o.Secret}, {"--webhook-config-name", o.WebhookConfigName}} {
+		for _, msg := range validation.IsDNS1123Subdomain(n.name) {
+			errs = append(errs, fmt.Errorf("%s %q: %s", n.flag, n.name, msg))
+		}
+	}
+	for _, msg := range validation.IsDNS1123Label(o.Service) {
+		errs = append(errs, fmt.Errorf("--cert-service %q: %s", o.Service, msg))
+	}
+	for _, h := range o.Hosts {
+		if net.ParseIP(h) == nil {
+			for _, msg := range validation.IsDNS1123Subdomain(h) {
+				errs = append(errs, fmt.Errorf("--cert-hosts %q: neither an IP address nor a DNS name: %s", h, msg))
+			}
+		}
+	}
+	if o.CertValidity < minCertValidity {
+		errs = append(errs, fmt.Errorf("--cert-validity: must be at least %s, got %s", minCertValidity, o.CertValidity))
+	}
+	if o.CAValidity <= o.CertValidity {
+		errs = append(errs, fmt.Errorf("--ca-validity: must be longer than --cert-validity (%s), got %s", o.CertValidity, o.CAValidity))
+	}
+	dnsNames, ips := certs.SplitHosts(o.Hosts)
+	return &certrotate.Config{
+		Namespace:         namespace,
+		SecretName:        o.Secret,
+		WebhookConfigName: o.WebhookConfigName,
+		Identity:          certrotate.NewIdentity(),
+		Spec: certs.Spec{
+			CommonName:   o.Service,
+			DNSNames:     append(certs.ServiceNames(o.Service, namespace), dnsNames...),
+			IPs:          ips,
+			CertValidity: o.CertValidity,
+			CAValidity:   o.CAValidity,
+			Propagation:  certrotate.DefaultPropagation,
+		},
+	}, errs
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/bulwark-dev/bulwark/pkg/admission"
@@ -65,20 +64,12 @@ func newLogger(level int) logr.Logger {
 func Run(ctx context.Context, cfg *Config, ready chan<- net.Addr) error {
 	log := logr.FromContextOrDiscard(ctx)
 
-	watcher, err := certwatcher.New(cfg.CertFile, cfg.KeyFile)
-	if err != nil {
-		return fmt.Errorf("load serving certificate: %w", err)
-	}
-	watcher = watcher.WithWatchInterval(cfg.CertReload)
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	go func() {
-		if err := watcher.Start(watchCtx); err != nil {
-			log.Error(err, "Certificate watcher stopped")
-		}
-	}()
-
 	reg := prometheus.NewRegistry()
+	serving, err := startServingCerts(ctx, cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	defer serving.stop()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := admission.NewMetrics(reg)
 	var current atomic.Pointer[policy.Policy]
@@ -153,9 +144,9 @@ func Run(ctx context.Context, cfg *Config, ready chan<- net.Addr) error {
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		// Ready only with a policy loaded, the namespace cache filled, and while not
-		// shutting down.
-		if !isReady.Load() || current.Load() == nil || !synced() {
+		// Ready only with a policy loaded, the namespace cache filled, a serving
+		// certificate, and while not shutting down.
+		if !isReady.Load() || current.Load() == nil || !synced() || !serving.ready() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
@@ -163,17 +154,18 @@ func Run(ctx context.Context, cfg *Config, ready chan<- net.Addr) error {
 	})
 
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           serving.closeStale(mux),
+		ConnContext:       serving.connContext,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    1 << 16,
-		TLSConfig:         TLSConfig(watcher.GetCertificate, cfg.ClientCAs),
+		TLSConfig:         TLSConfig(serving.getCertificate, cfg.ClientCAs),
 		// HTTP/2 is off (CVE-2023-44487 and CVE-2023-39325 class attacks); the API
 		// server speaks HTTP/1.1 to webhooks.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
-		ErrorLog:     slog.NewLogLogger(logr.ToSlogHandler(log), slog.LevelDebug),
+		ErrorLog:     serving.serverErrorLog(log),
 		// In-flight requests finish on shutdown with their own deadlines: a
 		// cancelled context would deny them ("scan in progress").
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
