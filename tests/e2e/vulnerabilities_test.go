@@ -37,6 +37,9 @@ var testVulns = []vulndb.Vuln{
 		Package: "openssl", Constraint: "< 3.3.2-r0", FixedIn: "3.3.2-r0"},
 	{ID: "CVE-2026-0002", Severity: "high", Ecosystem: "apk", Distro: "alpine", Version: "3.20",
 		Package: "busybox", Constraint: "< 1.37.0-r0", FixedIn: "1.37.0-r0"},
+	// Critical, and no fixed version exists: onlyFixed ignores it.
+	{ID: "CVE-2026-0003", Severity: "critical", Ecosystem: "apk", Distro: "alpine", Version: "3.20",
+		Package: "libunfixed", Constraint: "< 9.9.9-r0"},
 }
 
 var (
@@ -113,6 +116,7 @@ func TestVulnerabilities(t *testing.T) {
 	t.Run("ignore rules and threshold", ve.testIgnoreAndThreshold)
 	t.Run("scan slower than the budget", ve.testPending)
 	t.Run("one scan for concurrent admissions and replicas", func(t *testing.T) { ve.testOneScan(t, &p, roots) })
+	t.Run("onlyFixed", func(t *testing.T) { ve.testOnlyFixed(t, &p, roots) })
 	t.Run("database older than maxDBAge", func(t *testing.T) { ve.testStaleDatabase(t, &p, roots) })
 	t.Run("worker killed mid-scan", func(t *testing.T) { ve.testClaimExpiry(t, killedScan, claimLapses) })
 	t.Run("scan limits", ve.testLimits)
@@ -302,26 +306,52 @@ func (ve *vulnEnv) testStaleDatabase(t *testing.T, p *policy.Policy, roots *x509
 	strict := *p
 	strict.Checks.Vulnerabilities.MaxDBAge = metav1.Duration{Duration: 48 * time.Hour}
 	strict.Checks.Vulnerabilities.StaleDB = policy.OutcomeDeny
-	label := map[string]string{"bulwark.dev/e2e-vuln-stale": "true"}
-	w, err := startWebhook(t.Context(), filepath.Join(t.TempDir(), "webhook"), env.cluster, &strict, func(c *app.Config) {
+	_, err := createPod(t, ve.otherWebhook(t, "stale", &strict, roots), "stale", d.String())
+	wantDenied(t, err, "vulnerability database too old (check vulnerabilities)", d.String(),
+		"built 72h0m0s ago, more than checks.vulnerabilities.maxDBAge 48h0m0s")
+}
+
+// testOnlyFixed: a Critical finding without a fixed version denies the image,
+// unless the policy says onlyFixed; a fixable one still denies it then.
+func (ve *vulnEnv) testOnlyFixed(t *testing.T, p *policy.Policy, roots *x509.CertPool) {
+	unfixed := ve.push(t, "unfixed/app", vulndb.Alpine(t, vulndb.AMD64, "3.20.3", vulndb.Package{Name: "libunfixed", Version: "1.0.0-r0"}))
+	_, err := createPod(t, labeledNamespace(t, ve.label), "unfixed", unfixed.String())
+	wantDenied(t, err, "image has a known vulnerability (check vulnerabilities)", "CVE-2026-0003 (Critical) in libunfixed 1.0.0-r0 (apk)")
+
+	onlyFixed := *p
+	onlyFixed.Checks.Vulnerabilities.OnlyFixed = true
+	ns := ve.otherWebhook(t, "only-fixed", &onlyFixed, roots)
+	if _, err := createPod(t, ns, "unfixed", unfixed.String()); err != nil {
+		t.Errorf("onlyFixed, Critical finding without a fix: %v; want admitted", err)
+	}
+	fixable := ve.push(t, "unfixed/app", vulndb.Alpine(t, vulndb.AMD64, "3.20.3", vulnerableOpenSSL, vulndb.Package{Name: "libunfixed", Version: "1.0.0-r0"}))
+	_, err = createPod(t, ns, "fixable", fixable.String())
+	wantDenied(t, err, "CVE-2026-0001 (Critical, CVSS 9.8) in openssl 3.3.1-r0 (apk) → fixed in 3.3.2-r0")
+}
+
+// otherWebhook runs a webhook without a scanner of its own under policy p, which
+// decides from the ImageScans the first one's scanner completes, on namespaces
+// labelled for it, and returns such a namespace. It stops when t ends.
+func (ve *vulnEnv) otherWebhook(t *testing.T, name string, p *policy.Policy, roots *x509.CertPool) string {
+	t.Helper()
+	label := map[string]string{"bulwark.dev/e2e-vuln-" + name: "true"}
+	w, err := startWebhook(t.Context(), filepath.Join(t.TempDir(), "webhook"), env.cluster, p, func(c *app.Config) {
 		c.RegistryCAs = roots
 		c.ShutdownTimeout = 10 * time.Second
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		if err := w.Stop(); err != nil {
-			t.Errorf("strict webhook: %v", err)
+			t.Errorf("%s webhook: %v", name, err)
 		}
-	}()
-	if err := env.cluster.InstallWebhookAs(t.Context(), webhookManifest, w.URL, env.cluster.CA.CertPEM, "bulwark-vuln-stale", label); err != nil {
+	})
+	if err := env.cluster.InstallWebhookAs(t.Context(), webhookManifest, w.URL, env.cluster.CA.CertPEM, "bulwark-vuln-"+name, label); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = env.cluster.UninstallWebhook(context.Background(), "bulwark-vuln-stale") }()
-	_, err = createPod(t, labeledNamespace(t, label), "stale", d.String())
-	wantDenied(t, err, "vulnerability database too old (check vulnerabilities)", d.String(),
-		"built 72h0m0s ago, more than checks.vulnerabilities.maxDBAge 48h0m0s")
+	t.Cleanup(func() { _ = env.cluster.UninstallWebhook(context.Background(), "bulwark-vuln-"+name) })
+	return labeledNamespace(t, label)
 }
 
 // blockingScanner never finishes a scan: the worker running it is killed

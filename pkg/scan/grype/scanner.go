@@ -334,7 +334,16 @@ func (s *Scanner) catalog(ctx context.Context, ref name.Digest, t target, limits
 		Reference: ref.String(),
 		Platform:  &image.Platform{OS: platform.OS, Architecture: platform.Architecture, Variant: platform.Variant},
 	})
-	sbom, err := syft.CreateSBOM(withValues{Context: ctx, values: s.syftValues}, src, syft.DefaultCreateSBOMConfig().WithTool("bulwark", "").WithoutFiles())
+	// Cataloging gets a context that is never cancelled: syft's task runner
+	// (go-sync v0.1.2 Collect) returns early on a cancelled context while its
+	// tasks still read the context the next task group's Collect rewrites (a
+	// data race the race detector reports). It reads an image already unpacked
+	// within the limits, so it ends by itself; cancellation and the wall-time
+	// limit are checked as soon as it returns.
+	sbom, err := syft.CreateSBOM(withValues{Context: context.WithoutCancel(ctx), values: s.syftValues}, src, syft.DefaultCreateSBOMConfig().WithTool("bulwark", "").WithoutFiles())
+	if err == nil {
+		err = ctx.Err()
+	}
 	if err != nil {
 		return catalog{}, fmt.Errorf("catalog %s: %w", platform, err)
 	}
