@@ -1,8 +1,10 @@
 // Package vulndb gives tests (and the demo) real grype parts: vulnerability
-// databases written with grype's own v6 writer, published the way grype's
-// distribution serves them (latest.json and a tar.zst archive), and images
-// built with go-containerregistry that syft catalogs as Alpine or Debian, plus
-// the oversized layers the scanner's limits must refuse. Nothing here is a mock.
+// databases written with grype's own v6 writer, from a few records a test
+// states or from the Go vulnerability database's real OSV records (WriteOSV),
+// published the way grype's distribution serves them (latest.json and a
+// tar.zst archive), and images built with go-containerregistry that syft
+// catalogs as Alpine or Debian, plus the oversized layers the scanner's limits
+// must refuse. Nothing here is a mock.
 //
 // Only tests/vulndb and pkg/scan/grype may import grype or syft: every package
 // that does links more than 100 MB.
@@ -70,12 +72,22 @@ func Write(t T, dir string, vulns ...Vuln) time.Time {
 // the second, as grype does).
 func WriteBuilt(t T, dir string, built time.Time, vulns ...Vuln) {
 	t.Helper()
-	if err := writeDB(dir, built.UTC().Round(time.Second), vulns); err != nil {
+	err := writeDB(dir, built.UTC().Round(time.Second), func(w v6.ReadWriter, built time.Time) error {
+		for _, v := range vulns {
+			if err := addVuln(w, v, built); err != nil {
+				return fmt.Errorf("%s: %w", v.ID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		t.Fatalf("write grype DB in %s: %v", dir, err)
 	}
 }
 
-func writeDB(dir string, built time.Time, vulns []Vuln) error {
+// writeDB writes a grype v6 database into dir with fill, built at built, and
+// installs it there as grype does.
+func writeDB(dir string, built time.Time, fill func(w v6.ReadWriter, built time.Time) error) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -83,11 +95,9 @@ func writeDB(dir string, built time.Time, vulns []Vuln) error {
 	if err != nil {
 		return err
 	}
-	for _, v := range vulns {
-		if err := addVuln(w, v, built); err != nil {
-			w.Close()
-			return fmt.Errorf("%s: %w", v.ID, err)
-		}
+	if err := fill(w, built); err != nil {
+		w.Close()
+		return err
 	}
 	// The writer stamps the build time with the clock; tests need to choose it
 	// (an update must be newer than the database it replaces).
