@@ -13,7 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	cosignoci "github.com/sigstore/cosign/v2/pkg/oci"
+	cosignoci "github.com/sigstore/cosign/v3/pkg/oci"
 
 	"github.com/bulwark-dev/bulwark/pkg/registry"
 	"github.com/bulwark-dev/bulwark/pkg/verify"
