@@ -14,8 +14,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/owenrumney/go-sarif/v3/pkg/report/v210/sarif"
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/bulwark-dev/bulwark/internal/wire"
 	"github.com/bulwark-dev/bulwark/pkg/policy"
@@ -117,7 +115,7 @@ func runScan(ctx context.Context, image string, o scanOptions, stdout io.Writer)
 	if err != nil {
 		return inputErr(fmt.Errorf("scan %s: %w", d, err))
 	}
-	verdicts := judgeScan(p, d.String(), o.namespace, now, report)
+	verdicts := policy.JudgeScan(p, d.String(), o.namespace, now, report)
 	switch o.output {
 	case "json":
 		enc := json.NewEncoder(stdout)
@@ -140,26 +138,6 @@ func runScan(ctx context.Context, image string, o scanOptions, stdout io.Writer)
 		}
 	}
 	return nil
-}
-
-// judgeScan runs the webhook's vulnerabilities check on report, as for a pod
-// in namespace whose one container runs image.
-func judgeScan(p *policy.Policy, image, namespace string, now time.Time, report *scan.Report) []policy.Verdict {
-	q := *p
-	q.Checks.Vulnerabilities.Enabled = true
-	// Only the vulnerabilities check judges here; the others need a cluster or
-	// a manifest (bulwark check).
-	q.Checks.Signature.Enabled, q.Checks.BaseImage.Enabled = false, false
-	spec := &corev1.PodSpec{Containers: []corev1.Container{{Name: "image", Image: image, SecurityContext: q.Checks.Hardening.SecurityContext()}}}
-	in := &policy.Input{Stage: policy.StageValidate, Operation: policy.OperationCreate, Pod: true, Spec: spec, SpecPath: field.NewPath("spec"),
-		Namespace: namespace, Now: now, Scans: map[string]scan.State{image: {Phase: scan.PhaseComplete, Report: report}}}
-	var out []policy.Verdict
-	for _, v := range policy.Evaluate(&q, in).Verdicts {
-		if v.Check == policy.CheckVulnerabilities {
-			out = append(out, v)
-		}
-	}
-	return out
 }
 
 func writeScanTable(w io.Writer, r *scan.Report, verdicts []policy.Verdict) error {

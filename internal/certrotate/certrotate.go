@@ -27,6 +27,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -410,61 +411,69 @@ func caKey(m certs.Material) string {
 // (deleting them is the emergency procedure).
 func (m *Manager) inject(ctx context.Context, bundle []byte) error {
 	admission := m.client.AdmissionregistrationV1()
-	type target struct {
-		kind    string
-		get     func() (metav1.Object, [][]byte, error)
-		patcher func([]byte) error
-	}
 	name := m.cfg.WebhookConfigName
-	targets := []target{
-		{"MutatingWebhookConfiguration", func() (metav1.Object, [][]byte, error) {
-			c, err := admission.MutatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return nil, nil, err
-			}
-			var b [][]byte
-			for _, w := range c.Webhooks {
-				b = append(b, w.ClientConfig.CABundle)
-			}
-			return c, b, nil
-		}, func(p []byte) error {
-			_, err := admission.MutatingWebhookConfigurations().Patch(ctx, name, types.JSONPatchType, p, metav1.PatchOptions{})
-			return err
-		}},
-		{"ValidatingWebhookConfiguration", func() (metav1.Object, [][]byte, error) {
-			c, err := admission.ValidatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return nil, nil, err
-			}
-			var b [][]byte
-			for _, w := range c.Webhooks {
-				b = append(b, w.ClientConfig.CABundle)
-			}
-			return c, b, nil
-		}, func(p []byte) error {
-			_, err := admission.ValidatingWebhookConfigurations().Patch(ctx, name, types.JSONPatchType, p, metav1.PatchOptions{})
-			return err
-		}},
-	}
-	for _, t := range targets {
-		obj, current, err := t.get()
+	mutating := configuration(admission.MutatingWebhookConfigurations(), func(c *admissionregistrationv1.MutatingWebhookConfiguration) (b [][]byte) {
+		for _, w := range c.Webhooks {
+			b = append(b, w.ClientConfig.CABundle)
+		}
+		return b
+	})
+	validating := configuration(admission.ValidatingWebhookConfigurations(), func(c *admissionregistrationv1.ValidatingWebhookConfiguration) (b [][]byte) {
+		for _, w := range c.Webhooks {
+			b = append(b, w.ClientConfig.CABundle)
+		}
+		return b
+	})
+	for _, t := range []struct {
+		kind string
+		c    webhookConfiguration
+	}{{"MutatingWebhookConfiguration", mutating}, {"ValidatingWebhookConfiguration", validating}} {
+		kind, c := t.kind, t.c
+		obj, current, err := c.get(ctx, name)
 		if apierrors.IsNotFound(err) {
-			m.log.V(1).Info("Webhook configuration absent; nothing to inject", "kind", t.kind, "name", name)
+			m.log.V(1).Info("Webhook configuration absent; nothing to inject", "kind", kind, "name", name)
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("read %s %s: %w", t.kind, name, err)
+			return fmt.Errorf("read %s %s: %w", kind, name, err)
 		}
 		patch := caBundlePatch(obj.GetResourceVersion(), current, bundle)
 		if patch == nil {
 			continue
 		}
-		if err := t.patcher(patch); err != nil {
-			return fmt.Errorf("set caBundle of %s %s: %w", t.kind, name, err)
+		if err := c.patch(ctx, name, patch); err != nil {
+			return fmt.Errorf("set caBundle of %s %s: %w", kind, name, err)
 		}
-		m.log.Info("CA bundle injected", "kind", t.kind, "name", name, "webhooks", len(current))
+		m.log.Info("CA bundle injected", "kind", kind, "name", name, "webhooks", len(current))
 	}
 	return nil
+}
+
+// webhookConfiguration reads a webhook configuration's caBundles and patches it,
+// for either kind.
+type webhookConfiguration struct {
+	get   func(ctx context.Context, name string) (metav1.Object, [][]byte, error)
+	patch func(ctx context.Context, name string, jsonPatch []byte) error
+}
+
+// configuration adapts a typed client of one webhook configuration kind.
+func configuration[C metav1.Object](client interface {
+	Get(context.Context, string, metav1.GetOptions) (C, error)
+	Patch(context.Context, string, types.PatchType, []byte, metav1.PatchOptions, ...string) (C, error)
+}, bundles func(C) [][]byte) webhookConfiguration {
+	return webhookConfiguration{
+		get: func(ctx context.Context, name string) (metav1.Object, [][]byte, error) {
+			c, err := client.Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return nil, nil, err
+			}
+			return c, bundles(c), nil
+		},
+		patch: func(ctx context.Context, name string, p []byte) error {
+			_, err := client.Patch(ctx, name, types.JSONPatchType, p, metav1.PatchOptions{})
+			return err
+		},
+	}
 }
 
 // caBundlePatch is the JSON patch setting the caBundle of every webhook whose

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/bulwark-dev/bulwark/pkg/scan"
@@ -187,4 +188,25 @@ func outcomeAction(o Outcome, act Action) Action {
 	default:
 		return act
 	}
+}
+
+// JudgeScan judges one image's scan report as the webhook's vulnerabilities
+// check does for a pod in namespace whose one container runs image: the
+// threshold (per namespace), onlyFixed, and the ignore rules with their expiry
+// at now. It returns the vulnerabilities check's verdicts only; the other checks
+// need a cluster or a manifest. `bulwark scan` and the dogfood test decide with it.
+func JudgeScan(p *Policy, image, namespace string, now time.Time, report *scan.Report) []Verdict {
+	q := *p
+	q.Checks.Vulnerabilities.Enabled = true
+	q.Checks.Signature.Enabled, q.Checks.BaseImage.Enabled = false, false
+	spec := &corev1.PodSpec{Containers: []corev1.Container{{Name: "image", Image: image, SecurityContext: q.Checks.Hardening.SecurityContext()}}}
+	in := &Input{Stage: StageValidate, Operation: OperationCreate, Pod: true, Spec: spec, SpecPath: field.NewPath("spec"),
+		Namespace: namespace, Now: now, Scans: map[string]scan.State{image: {Phase: scan.PhaseComplete, Report: report}}}
+	var out []Verdict
+	for _, v := range Evaluate(&q, in).Verdicts {
+		if v.Check == CheckVulnerabilities {
+			out = append(out, v)
+		}
+	}
+	return out
 }

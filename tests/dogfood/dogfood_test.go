@@ -16,8 +16,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/bulwark-dev/bulwark/internal/image"
 	"github.com/bulwark-dev/bulwark/internal/wire"
@@ -135,7 +133,7 @@ func main() { fmt.Println(precis.UsernameCaseMapped.String("Bulwark")) }`)
 		for _, bin := range slices.Sorted(maps.Keys(bins)) {
 			r := e.scan(t, "bulwark-"+bin, map[string]string{bin: bins[bin]})
 			var accepted []string
-			for _, v := range judge(p, r.Image, now, r) {
+			for _, v := range policy.JudgeScan(p, r.Image, "bulwark-system", now, r) {
 				if v.Action != policy.ActionExempt {
 					t.Errorf("%s: %s", bin, v.Detail)
 					continue
@@ -234,24 +232,6 @@ func (e *env) scan(t *testing.T, repo string, bins map[string]string) *scan.Repo
 	}
 	t.Logf("%s: scanned in %s, %d findings", repo, time.Since(start).Round(10*time.Millisecond), len(r.Findings))
 	return r
-}
-
-// judge runs the vulnerabilities check of p on report, as `bulwark scan` does
-// (cmd/bulwark judgeScan): for a pod whose one container runs image.
-func judge(p *policy.Policy, image string, now time.Time, report *scan.Report) []policy.Verdict {
-	q := *p
-	q.Checks.Vulnerabilities.Enabled = true
-	q.Checks.Signature.Enabled, q.Checks.BaseImage.Enabled = false, false
-	spec := &corev1.PodSpec{Containers: []corev1.Container{{Name: "image", Image: image, SecurityContext: q.Checks.Hardening.SecurityContext()}}}
-	in := &policy.Input{Stage: policy.StageValidate, Operation: policy.OperationCreate, Pod: true, Spec: spec, SpecPath: field.NewPath("spec"),
-		Namespace: "bulwark-system", Now: now, Scans: map[string]scan.State{image: {Phase: scan.PhaseComplete, Report: report}}}
-	var out []policy.Verdict
-	for _, v := range policy.Evaluate(&q, in).Verdicts {
-		if v.Check == policy.CheckVulnerabilities {
-			out = append(out, v)
-		}
-	}
-	return out
 }
 
 // release is `make release` building bulwark's release binaries into dir.

@@ -667,15 +667,7 @@ func replicaMetrics(t *testing.T, w *webhookServer, bundle []byte) map[string]fl
 	if err != nil {
 		t.Fatalf("metrics of %s: %v", w.URL, err)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	out := map[string]float64{}
-	for _, line := range strings.Split(string(body), "\n") {
-		if m := metricLine.FindStringSubmatch(line); m != nil {
-			v, _ := strconv.ParseFloat(m[2], 64)
-			out[m[1]] = v
-		}
-	}
-	return out
+	return parseMetrics(resp.Body)
 }
 
 // bundleSerials lists the serial numbers of a PEM bundle's CAs, in order.

@@ -432,10 +432,15 @@ func scrapeMetrics(t *testing.T) map[string]float64 {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
+	return parseMetrics(res.Body)
+}
+
+// parseMetrics reads bulwark's samples from a /metrics body, by series.
+func parseMetrics(r io.Reader) map[string]float64 {
+	body, _ := io.ReadAll(r)
 	out := map[string]float64{}
-	for _, line := range strings.Split(string(body), "\n") {
-		if m := metricLine.FindStringSubmatch(line); m != nil {
+	for line := range strings.Lines(string(body)) {
+		if m := metricLine.FindStringSubmatch(strings.TrimSuffix(line, "\n")); m != nil {
 			v, _ := strconv.ParseFloat(m[2], 64)
 			out[m[1]] = v
 		}
