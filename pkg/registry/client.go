@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -256,6 +257,27 @@ func remoteOptions(ctx context.Context, kc authn.Keychain, rt http.RoundTripper)
 // and plain-HTTP requests to registries not listed as insecure.
 func (c *Client) Transport() http.RoundTripper {
 	return c.guard
+}
+
+// DownloadTransport is Transport for a large download the operator configured
+// (the vulnerability database): the same egress rules — allow-list, address
+// checks, redirects checked hop by hop — with hosts added to the allow-list, and
+// no size or time bound on the body of its own: the caller bounds the download
+// (grype.DBOptions.MaxArchiveBytes, its http.Client's timeout).
+func (c *Client) DownloadTransport(hosts ...string) (http.RoundTripper, error) {
+	g := *c.guard
+	g.allowed = maps.Clone(c.guard.allowed)
+	for _, h := range hosts {
+		canonical, err := canonicalHost(h)
+		if err != nil {
+			return nil, fmt.Errorf("download host %q: %w", redactUserinfo(h), err)
+		}
+		if _, ok := g.allowed[canonical]; !ok {
+			g.allowed[canonical] = hostLabel(canonical)
+		}
+	}
+	g.maxBodies, g.maxBlobs = 0, 0
+	return &g, nil
 }
 
 // Resolve returns the digest tag points to, as "repo:tag@sha256:…" so the tag stays
