@@ -33,6 +33,7 @@ import (
 	"github.com/anchore/syft/syft"
 	"github.com/anchore/syft/syft/cataloging"
 	"github.com/anchore/syft/syft/format/syftjson"
+	syftsbom "github.com/anchore/syft/syft/sbom"
 	"github.com/anchore/syft/syft/source/stereoscopesource"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -328,25 +329,38 @@ func (s *Scanner) catalog(ctx context.Context, ref name.Digest, t target, limits
 		}
 		return catalog{}, fmt.Errorf("read %s: %w", platform, err)
 	}
-	defer img.Cleanup()
-
 	src := stereoscopesource.New(img, stereoscopesource.ImageConfig{
 		Reference: ref.String(),
 		Platform:  &image.Platform{OS: platform.OS, Architecture: platform.Architecture, Variant: platform.Variant},
 	})
-	// Cataloging gets a context that is never cancelled: syft's task runner
-	// (go-sync v0.1.2 Collect) returns early on a cancelled context while its
-	// tasks still read the context the next task group's Collect rewrites (a
-	// data race the race detector reports). It reads an image already unpacked
-	// within the limits, so it ends by itself; cancellation and the wall-time
-	// limit are checked as soon as it returns.
-	sbom, err := syft.CreateSBOM(withValues{Context: context.WithoutCancel(ctx), values: s.syftValues}, src, syft.DefaultCreateSBOMConfig().WithTool("bulwark", "").WithoutFiles())
-	if err == nil {
-		err = ctx.Err()
+	// syft's task runner (go-sync v0.1.2 Collect) must not see its context
+	// cancelled: it returns early while its tasks still read the context the next
+	// task group's Collect rewrites (a data race the race detector reports). So
+	// cataloging runs on a context that is never cancelled, in a goroutine that
+	// removes the unpacked image when it ends, and the scan stops waiting for it
+	// when ctx ends (wall-time limit, lost claim, shutdown): the scan fails on
+	// time, and a cataloging that outlives it finishes on its own (it reads an
+	// image already unpacked within the limits) with its result dropped.
+	type result struct {
+		sbom *syftsbom.SBOM
+		err  error
 	}
-	if err != nil {
-		return catalog{}, fmt.Errorf("catalog %s: %w", platform, err)
+	done := make(chan result, 1)
+	go func() {
+		defer img.Cleanup()
+		sb, err := syft.CreateSBOM(withValues{Context: context.WithoutCancel(ctx), values: s.syftValues}, src, syft.DefaultCreateSBOMConfig().WithTool("bulwark", "").WithoutFiles())
+		done <- result{sb, err}
+	}()
+	var res result
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		res.err = context.Cause(ctx)
 	}
+	if res.err != nil {
+		return catalog{}, fmt.Errorf("catalog %s: %w", platform, res.err)
+	}
+	sbom := res.sbom
 	// grype takes an SBOM as a document, not in memory: through syft-json it
 	// reads it the way `grype sbom:` does (distro, file-overlap removal).
 	var doc bytes.Buffer
