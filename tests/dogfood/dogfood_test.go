@@ -1,7 +1,6 @@
 package dogfood_test
 
 import (
-	"bytes"
 	"crypto/x509"
 	"fmt"
 	"maps"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +22,7 @@ import (
 	"github.com/bulwark-dev/bulwark/pkg/scan"
 	"github.com/bulwark-dev/bulwark/pkg/scan/grype"
 	"github.com/bulwark-dev/bulwark/tests/oci"
+	"github.com/bulwark-dev/bulwark/tests/release"
 	"github.com/bulwark-dev/bulwark/tests/vulndb"
 )
 
@@ -50,7 +49,7 @@ func TestDogfood(t *testing.T) {
 	}
 	// The release build is the long part on a cold build cache: it runs while
 	// the database is written and the controls are scanned.
-	release := startRelease(t)
+	build := startRelease(t)
 	e := newEnv(t)
 
 	t.Run("controls/stdlib", func(t *testing.T) {
@@ -128,7 +127,7 @@ func main() { fmt.Println(precis.UsernameCaseMapped.String("Bulwark")) }`)
 			}
 		}
 
-		bins := release.wait(t)
+		bins := build.wait(t)
 		used := map[int]bool{}
 		for _, bin := range slices.Sorted(maps.Keys(bins)) {
 			r := e.scan(t, "bulwark-"+bin, map[string]string{bin: bins[bin]})
@@ -234,50 +233,39 @@ func (e *env) scan(t *testing.T, repo string, bins map[string]string) *scan.Repo
 	return r
 }
 
-// release is `make release` building bulwark's release binaries into dir.
-type release struct {
-	cmd   *exec.Cmd
-	out   bytes.Buffer
+// releaseBuild is `make release` building bulwark's release binaries into dir,
+// in the background.
+type releaseBuild struct {
+	done  chan struct{}
+	out   []byte
+	err   error
 	dir   string
 	start time.Time
 }
 
 // startRelease starts `make release` into a temporary directory: the release
-// binaries built exactly as they ship. The Go build cache makes a rebuild of
-// unchanged code quick.
-func startRelease(t *testing.T) *release {
+// binaries built exactly as they ship (tests/release runs make, one build at a
+// time across test packages). The Go build cache makes a rebuild of unchanged
+// code quick.
+func startRelease(t *testing.T) *releaseBuild {
 	t.Helper()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &release{dir: t.TempDir(), start: time.Now()}
-	r.cmd = exec.Command("make", "--no-print-directory", "-C", root, "release", "BIN="+r.dir)
-	// Not a sub-make of whatever runs the tests (`make test`).
-	r.cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		return strings.HasPrefix(kv, "MAKEFLAGS=") || strings.HasPrefix(kv, "MFLAGS=") || strings.HasPrefix(kv, "MAKELEVEL=")
-	})
-	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
-	// Its own process group, so that a test that ends early stops go build too.
-	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := r.cmd.Start(); err != nil {
-		t.Fatalf("make release: %v", err)
-	}
-	t.Cleanup(func() {
-		if r.cmd.ProcessState == nil { // the test ended before waiting
-			syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
-			r.cmd.Wait()
-		}
-	})
+	r := &releaseBuild{done: make(chan struct{}), dir: t.TempDir(), start: time.Now()}
+	ctx := t.Context()
+	go func() {
+		defer close(r.done)
+		r.out, r.err = release.Make(ctx, "release", r.dir)
+	}()
+	t.Cleanup(func() { <-r.done }) // t.Context() ends first: make is killed
 	return r
 }
 
 // wait waits for the build and returns the binaries by name; it fails unless
 // webhook, scanner and bulwark are among them.
-func (r *release) wait(t *testing.T) map[string]string {
+func (r *releaseBuild) wait(t *testing.T) map[string]string {
 	t.Helper()
-	if err := r.cmd.Wait(); err != nil {
-		t.Fatalf("make release: %v\n%s", err, r.out.String())
+	<-r.done
+	if r.err != nil {
+		t.Fatalf("make release: %v\n%s", r.err, r.out)
 	}
 	entries, err := os.ReadDir(filepath.Join(r.dir, "release"))
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -446,6 +447,9 @@ func (ve *vulnEnv) testNewDatabase(t *testing.T) {
 		fresh = append(fresh, ve.push(t, "swap/app", vulndb.Alpine(t, vulndb.AMD64, "3.20.3", vulndb.Package{Name: "swap-app", Version: fmt.Sprintf("1.0.%d-r0", i)})))
 	}
 	stop, done := make(chan struct{}), make(chan struct{})
+	var stopOnce sync.Once
+	halt := func() { stopOnce.Do(func() { close(stop) }); <-done }
+	t.Cleanup(halt) // also when the test fails before the swap is seen
 	var admitted atomic.Int64
 	var failures []error
 	go func() {
@@ -473,8 +477,7 @@ func (ve *vulnEnv) testNewDatabase(t *testing.T) {
 		Ecosystem: "apk", Distro: "alpine", Version: "3.20", Package: "xz-libs", Constraint: "< 5.6.2-r0", FixedIn: "5.6.2-r0"})...)
 	vulndb.Publish(t, newer, ve.listing)
 	waitForNote(t, ns, "running", "ImageVulnerable", "CVE-2026-0009")
-	close(stop)
-	<-done
+	halt()
 	if len(failures) > 0 || admitted.Load() < 10 {
 		t.Errorf("admissions during the database swap: %d admitted, %d failed (want at least 10, 0): %v", admitted.Load(), len(failures), failures)
 	}

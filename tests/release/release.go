@@ -6,11 +6,14 @@
 package release
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -35,11 +38,7 @@ func (a *Artefacts) Binary(name string) string { return filepath.Join(a.Dir, "re
 func Build(t testing.TB) *Artefacts {
 	t.Helper()
 	dir := t.TempDir()
-	unlock := lock(t)
-	cmd := exec.CommandContext(t.Context(), "make", "--no-print-directory", "-C", root(), "image", "BIN="+dir)
-	out, err := cmd.CombinedOutput()
-	unlock()
-	if err != nil {
+	if out, err := Make(t.Context(), "image", dir); err != nil {
 		t.Fatalf("make image: %v\n%s", err, out)
 	}
 	p, err := layout.FromPath(filepath.Join(dir, "image"))
@@ -70,6 +69,26 @@ func Build(t testing.TB) *Artefacts {
 	return a
 }
 
+// Make runs `make TARGET BIN=dir` in the repository — one such build at a time
+// across test processes, so a second one comes from the Go build cache — and
+// returns make's output. It is not a sub-make of whatever runs the tests (`make
+// test`): MAKEFLAGS and friends are dropped. When ctx ends, make and the builds
+// it started are killed.
+func Make(ctx context.Context, target, dir string) ([]byte, error) {
+	unlock, err := lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "-C", root(), target, "BIN="+dir)
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, "MAKEFLAGS=") || strings.HasPrefix(kv, "MFLAGS=") || strings.HasPrefix(kv, "MAKELEVEL=")
+	})
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	return cmd.CombinedOutput()
+}
+
 // root is the repository's root directory.
 func root() string {
 	_, file, _, _ := runtime.Caller(0)
@@ -77,15 +96,14 @@ func root() string {
 }
 
 // lock serialises builds across test processes.
-func lock(t testing.TB) func() {
-	t.Helper()
+func lock() (func(), error) {
 	f, err := os.OpenFile(filepath.Join(os.TempDir(), "bulwark-release-build.lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
 		f.Close()
-		t.Fatal(fmt.Errorf("lock release build: %w", err))
+		return nil, fmt.Errorf("lock release build: %w", err)
 	}
-	return func() { f.Close() }
+	return func() { f.Close() }, nil
 }
