@@ -2,6 +2,7 @@ package certs
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
@@ -271,23 +272,26 @@ func Plan(now time.Time, m Material, spec Spec, caTrustedSince time.Time) (Decis
 	ca := next.CA.Cert
 	d.Recheck = renewAt(ca)
 
-	problem := servingProblem(now, next.Serving, next.Bundle, spec)
+	problem, mismatch := servingProblem(now, next.Serving, next.Bundle, spec)
 	switch {
 	case problem != "":
 		// Nothing valid to keep serving: issue at once, even from a CA the API
 		// servers may not trust yet (first start, or a Secret spoilt by hand).
 	case !signedBy(next.Serving.Leaf, ca):
 		// The current CA is new: an API server still holding the old caBundle
-		// would refuse a certificate it signed. Keep serving the valid one until
-		// the configurations have held the new CA for spec.Propagation.
+		// would refuse a certificate it signed. Keep serving the valid one — even
+		// with other names or a longer life, as after a switch from cert-manager —
+		// until the configurations have held the new CA for spec.Propagation.
 		if trusted := caTrustedSince.Add(spec.Propagation); caTrustedSince.IsZero() || now.Before(trusted) {
 			if caTrustedSince.IsZero() {
 				trusted = now.Add(spec.Propagation)
 			}
 			d.Recheck = earliest(d.Recheck, trusted)
 		} else {
-			problem = "serving certificate signed by a previous CA"
+			problem = cmp.Or(mismatch, "serving certificate signed by a previous CA")
 		}
+	case mismatch != "":
+		problem = mismatch
 	case !now.Before(renewAt(next.Serving.Leaf)):
 		problem = "serving certificate due for renewal"
 	}
@@ -351,19 +355,21 @@ func caProblem(now time.Time, ca *CA, spec Spec) string {
 	return ""
 }
 
-// servingProblem says why s cannot be served at now, or "".
-func servingProblem(now time.Time, s *Serving, bundle []*x509.Certificate, spec Spec) string {
+// servingProblem says why s cannot be served at now (problem), or why it must be
+// replaced though it can still be served until then (mismatch: other names, a
+// longer life than configured); "" for none.
+func servingProblem(now time.Time, s *Serving, bundle []*x509.Certificate, spec Spec) (problem, mismatch string) {
 	switch {
 	case s == nil:
-		return "no usable serving certificate"
+		return "no usable serving certificate", ""
 	case verifyServing(s.Leaf, bundle, now) != nil:
-		return "serving certificate expired or not signed by a CA of the bundle"
+		return "serving certificate expired or not signed by a CA of the bundle", ""
 	case !sameNames(s.Leaf, spec):
-		return "serving certificate names differ from the configured ones"
+		return "", "serving certificate names differ from the configured ones"
 	case lifetime(s.Leaf) > spec.CertValidity+Backdate:
-		return "serving certificate lives longer than its configured validity"
+		return "", "serving certificate lives longer than its configured validity"
 	}
-	return ""
+	return "", ""
 }
 
 func sameNames(c *x509.Certificate, spec Spec) bool {

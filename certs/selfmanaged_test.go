@@ -404,3 +404,37 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestPlanKeepsServingAValidCertificateOfOtherNamesUntilTheNewCAIsTrusted: a
+// Secret written by another mode (cert-manager: a CA bundle and a serving
+// certificate for other names, no CA key) gets a new CA, but the valid serving
+// certificate is kept until the configurations have trusted the new CA for the
+// propagation time; only then is it replaced, by one the new CA signed.
+func TestPlanKeepsServingAValidCertificateOfOtherNamesUntilTheNewCAIsTrusted(t *testing.T) {
+	spec := testSpec()
+	other := spec
+	other.DNSNames = []string{"bulwark-webhook.bulwark-system.svc"}
+	foreign := roundTrip(t, plan(t, t0, Material{}, other, time.Time{}).Next)
+	foreign.CA = nil // cert-manager keeps its CA's key elsewhere
+
+	at := t0.Add(time.Second)
+	d := plan(t, at, foreign, spec, time.Time{})
+	if d.Next.CA == nil || d.Next.CA.Cert.Equal(foreign.Bundle[0]) {
+		t.Fatal("no new CA")
+	}
+	if !d.Next.Serving.Leaf.Equal(foreign.Serving.Leaf) {
+		t.Fatal("the valid serving certificate was replaced before the new CA was trusted")
+	}
+	if want := at.Add(spec.Propagation); !d.Recheck.Equal(want) {
+		t.Errorf("Recheck %s, want %s (after the propagation time)", d.Recheck, want)
+	}
+	if got := serials(d.Next.Bundle); len(got) != 2 || got[0] != d.Next.CA.Cert.SerialNumber.String() {
+		t.Errorf("bundle %v, want the new CA first, then the old one", got)
+	}
+
+	later := at.Add(spec.Propagation)
+	d = plan(t, later, roundTrip(t, d.Next), spec, at)
+	if leaf := d.Next.Serving.Leaf; leaf.Equal(foreign.Serving.Leaf) || !signedBy(leaf, d.Next.CA.Cert) || !sameNames(leaf, spec) {
+		t.Errorf("after the propagation time: serving %v, want a new certificate for the configured names from the new CA", leaf.DNSNames)
+	}
+}
