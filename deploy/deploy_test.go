@@ -6,8 +6,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +15,8 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
+
+	"github.com/bulwark-dev/bulwark/tests/tools"
 )
 
 const (
@@ -326,24 +326,20 @@ func helmTemplate(ns string, values ...string) func(t *testing.T) []byte {
 	}
 }
 
-// tool returns the path of helm or kustomize, built from the module proxy by
-// hack/build-tools.sh (once; cached outside the repository).
+// tool returns the path of helm or kustomize (tests/tools); -short skips.
 func tool(t *testing.T, name string) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skipf("-short: %s is not built", name)
 	}
-	return filepath.Join(strings.TrimSpace(string(run(t, "bash", "../hack/build-tools.sh"))), name)
+	return tools.Path(t, name)
 }
 
 func run(t *testing.T, bin string, args ...string) []byte {
 	t.Helper()
-	var stderr bytes.Buffer
-	cmd := exec.CommandContext(t.Context(), bin, args...)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := tools.Run(t.Context(), bin, args...)
 	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, stderr.String())
+		t.Fatal(err)
 	}
 	return out
 }

@@ -1,10 +1,8 @@
 package dogfood_test
 
 import (
-	"crypto/x509"
 	"fmt"
 	"maps"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -186,16 +184,7 @@ func newEnv(t *testing.T) *env {
 	if e.scanner, err = grype.New(grype.Options{DB: db}); err != nil {
 		t.Fatal(err)
 	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(e.reg.CAPEM)
-	e.client, err = registry.New(registry.Options{
-		Allow:          []string{e.reg.Host},
-		AllowAddresses: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
-		RootCAs:        roots,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.client = e.reg.Client(t, registry.Options{})
 	// The base `make image` builds where distroless cannot be pulled.
 	ca, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/bulwark-dev/bulwark/pkg/check"
 	"github.com/bulwark-dev/bulwark/pkg/policy"
 	"github.com/bulwark-dev/bulwark/tests/cluster"
+	"github.com/bulwark-dev/bulwark/tests/tools"
 )
 
 const chartDir = "../../deploy/helm/bulwark"
@@ -47,36 +48,12 @@ var thirdPartyCRDs = []struct{ module, version, file string }{
 	{prometheusOperatorModule, prometheusOperatorVersion, "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"},
 }
 
-// tool runs hack/build-tools.sh (quick once cached) and returns the path of name.
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	cmd := exec.CommandContext(t.Context(), "bash", "../../hack/build-tools.sh")
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("build helm and kustomize: %v", err)
-	}
-	return filepath.Join(strings.TrimSpace(string(out)), name)
-}
+// tool returns the path of helm or kustomize (tests/tools).
+func tool(t *testing.T, name string) string { return tools.Path(t, name) }
 
 func runTool(t *testing.T, bin string, args ...string) ([]byte, error) {
-	t.Helper()
-	var stderr bytes.Buffer
-	cmd := exec.CommandContext(t.Context(), bin, args...)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, &toolError{err: err, stderr: stderr.String()}
-	}
-	return out, nil
+	return tools.Run(t.Context(), bin, args...)
 }
-
-type toolError struct {
-	err    error
-	stderr string
-}
-
-func (e *toolError) Error() string { return e.err.Error() + ": " + e.stderr }
 
 // objects parses rendered YAML into objects keyed by kind/namespace/name.
 func objects(t *testing.T, rendered []byte) map[string]*unstructured.Unstructured {

@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -26,6 +27,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	bwregistry "github.com/bulwark-dev/bulwark/pkg/registry"
 )
 
 // T is the part of testing.TB the helpers use; the demo passes its own.
@@ -112,6 +115,22 @@ func (r *Registry) Transport() http.RoundTripper { return r.transport }
 
 // Close stops r before the test ends: requests then fail to connect.
 func (r *Registry) Close() { r.server.Close() }
+
+// Client is a client under bulwark's registry egress guard that may reach this
+// registry only (its host, on loopback) and trusts its CA; o's other fields are
+// kept.
+func (r *Registry) Client(t T, o bwregistry.Options) *bwregistry.Client {
+	t.Helper()
+	o.Allow = []string{r.Host}
+	o.AllowAddresses = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	o.RootCAs = x509.NewCertPool()
+	o.RootCAs.AppendCertsFromPEM(r.CAPEM)
+	c, err := bwregistry.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
 
 // RemoteOptions are the options a test uses to push to and read from r, with
 // its credentials when it requires them.

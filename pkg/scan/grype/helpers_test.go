@@ -1,10 +1,8 @@
 package grype_test
 
 import (
-	"crypto/x509"
 	"io"
 	"net/http"
-	"net/netip"
 	"path"
 	"slices"
 	"sync/atomic"
@@ -64,17 +62,8 @@ type env struct {
 func newEnv(t testing.TB, dbDir string, o grype.DBOptions) *env {
 	t.Helper()
 	e := &env{reg: oci.NewRegistry(t), metrics: prometheus.NewRegistry()}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(e.reg.CAPEM)
+	e.client = e.reg.Client(t, registry.Options{})
 	var err error
-	e.client, err = registry.New(registry.Options{
-		Allow:          []string{e.reg.Host},
-		AllowAddresses: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
-		RootCAs:        roots,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	o.Metrics = e.metrics
 	if e.db, err = grype.OpenDB(dbDir, o); err != nil {
 		t.Fatal(err)

@@ -1,9 +1,7 @@
 package cosign_test
 
 import (
-	"crypto/x509"
 	"net/http"
-	"net/netip"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -39,13 +37,7 @@ func BenchmarkVerifyColdWithRTT(b *testing.B) {
 		}
 		return false
 	})
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(reg.CAPEM)
-	rc, err := registry.New(registry.Options{Allow: []string{reg.Host}, AllowAddresses: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
-		RootCAs: roots, MaxBlobBytes: 4 << 20})
-	if err != nil {
-		b.Fatal(err)
-	}
+	rc := reg.Client(b, registry.Options{MaxBlobBytes: 4 << 20})
 	v, err := bwcosign.New(bwcosign.Options{RemoteOptions: rc.RemoteOptionsFor})
 	if err != nil {
 		b.Fatal(err)
