@@ -22,26 +22,22 @@ COPY . .
 RUN go build -tags noscanner -trimpath -ldflags="-s -w" -o /out/ ./cmd/webhook ./cmd/scanner
 
 # distroless static, nonroot: no shell, no package manager; pinned by digest
-# (bump it with the digest of the release you have verified).
-FROM gcr.io/distroless/static:nonroot@sha256:e2e927ec666bae08560abb3c55d0659eceabb657f56b6782ab500a9fc7f555e3 AS scanner
+# (bump it with the digest of the release you have verified). Both images share it.
+FROM gcr.io/distroless/static:nonroot@sha256:e2e927ec666bae08560abb3c55d0659eceabb657f56b6782ab500a9fc7f555e3 AS runtime
 ARG VERSION=dev
-LABEL org.opencontainers.image.title="bulwark scanner" \
-      org.opencontainers.image.source="https://github.com/bulwark-dev/bulwark" \
+LABEL org.opencontainers.image.source="https://github.com/bulwark-dev/bulwark" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.base.name="gcr.io/distroless/static:nonroot" \
       org.opencontainers.image.base.digest="sha256:e2e927ec666bae08560abb3c55d0659eceabb657f56b6782ab500a9fc7f555e3"
-COPY --from=build --chown=0:0 --chmod=0555 /out/scanner /usr/local/bin/scanner
 USER 65532:65532
+
+FROM runtime AS scanner
+LABEL org.opencontainers.image.title="bulwark scanner"
+COPY --from=build --chown=0:0 --chmod=0555 /out/scanner /usr/local/bin/scanner
 ENTRYPOINT ["/usr/local/bin/scanner"]
 
 # The webhook: the last stage, so the default target.
-FROM gcr.io/distroless/static:nonroot@sha256:e2e927ec666bae08560abb3c55d0659eceabb657f56b6782ab500a9fc7f555e3 AS webhook
-ARG VERSION=dev
-LABEL org.opencontainers.image.title="bulwark webhook" \
-      org.opencontainers.image.source="https://github.com/bulwark-dev/bulwark" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.base.name="gcr.io/distroless/static:nonroot" \
-      org.opencontainers.image.base.digest="sha256:e2e927ec666bae08560abb3c55d0659eceabb657f56b6782ab500a9fc7f555e3"
+FROM runtime AS webhook
+LABEL org.opencontainers.image.title="bulwark webhook"
 COPY --from=build --chown=0:0 --chmod=0555 /out/webhook /usr/local/bin/webhook
-USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/webhook"]

@@ -13,6 +13,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+. hack/webhook-addr.sh
 out=${OUT:-.bench/rss}
 mkdir -p "$out/bin"
 WEBHOOK_LOAD=${WEBHOOK_LOAD:-20s}
@@ -41,14 +42,7 @@ webhook=("$out/bin/webhook" --bind-address 127.0.0.1:0 --tls-cert-file "$out/tls
 printf '+ %s 2>%s &\n' "${webhook[*]}" "$out/webhook.log" >&2
 "${webhook[@]}" 2>"$out/webhook.log" & # not through run: $! must be the webhook's pid
 webhook_pid=$!
-addr=
-for _ in $(seq 100); do
-	addr=$(grep -o '"msg":"Serving","address":"[0-9.:]*"' "$out/webhook.log" | grep -o '127\.0\.0\.1:[0-9]*' || true)
-	[ -n "$addr" ] && break
-	kill -0 "$webhook_pid" 2>/dev/null || { cat "$out/webhook.log" >&2; exit 1; }
-	sleep 0.1
-done
-[ -n "$addr" ] || { log "webhook did not start; see $out/webhook.log"; exit 1; }
+addr=$(webhook_addr "$out/webhook.log" "$webhook_pid")
 # rss prints the webhook's VmRSS, RssAnon (heap, stacks) and RssFile (pages of the
 # binary), in kB.
 rss() { awk '$1 == "VmRSS:" {r = $2} $1 == "RssAnon:" {a = $2} $1 == "RssFile:" {f = $2} END {print r, a, f}' "/proc/$webhook_pid/status"; }

@@ -15,6 +15,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+. hack/webhook-addr.sh
 out=.bench
 mkdir -p "$out" bin
 BENCH_COUNT=${BENCH_COUNT:-5}
@@ -68,14 +69,7 @@ trap stop_webhook EXIT
 	--tls-cert-file "$out/tls/tls.crt" --tls-key-file "$out/tls/tls.key" \
 	--policy deploy/base/policy.yaml 2>"$out/webhook.log" &
 webhook_pid=$!
-addr=
-for _ in $(seq 100); do
-	addr=$(grep -o '"msg":"Serving","address":"[0-9.:]*"' "$out/webhook.log" | grep -o '127\.0\.0\.1:[0-9]*' || true)
-	[ -n "$addr" ] && break
-	kill -0 "$webhook_pid" 2>/dev/null || { cat "$out/webhook.log" >&2; exit 1; }
-	sleep 0.1
-done
-[ -n "$addr" ] || { log "webhook did not start; see $out/webhook.log"; exit 1; }
+addr=$(webhook_addr "$out/webhook.log" "$webhook_pid")
 
 reviews() { # reviews NAME ARGS…
 	local name=$1
